@@ -1,0 +1,1 @@
+"""Fine-tuning: de-identification gate, dataset building, LoRA training, merge and export."""

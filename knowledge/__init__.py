@@ -1,0 +1,1 @@
+"""The knowledge base: cited, versioned sources with review dates; graph and retrieval."""
