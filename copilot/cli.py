@@ -19,8 +19,19 @@ typical use:
   copilot model prepare            convert + export the embedded default (SmolLM2-135M) to OpenVINO INT8
   copilot model prepare --model /models/Qwen2.5-7B-Instruct --weight-format int8
   copilot serve --port 8000        serve the API on localhost
+  copilot knowledge build          validate the cited sources, build the snapshot and retrieval index
+  copilot knowledge search "coumadin and ibuprofen" --json
   copilot generate "Define sepsis." stream one answer in the terminal
 """
+
+
+def date_arg(text: str):
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
 def _settings():
@@ -98,6 +109,105 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def cmd_knowledge_build(args) -> int:
+    from knowledge.build import BuildError, build
+
+    settings = _settings()
+    try:
+        path = build(settings.home, with_index=not args.no_index, progress=lambda line: print(line, flush=True))
+    except BuildError as exc:
+        print(f"copilot knowledge build: error: {exc}", file=sys.stderr)
+        print("the last good snapshot (if any) is still current", file=sys.stderr)
+        return 2
+    print(path.name)
+    return 0
+
+
+def _snapshot():
+    from knowledge.snapshot import NoSnapshot, Snapshot
+
+    try:
+        return Snapshot.current(_settings().home)
+    except NoSnapshot as exc:
+        print(f"copilot knowledge: error: {exc}", file=sys.stderr)
+        return None
+
+
+def cmd_knowledge_check(args) -> int:
+    snapshot = _snapshot()
+    if snapshot is None:
+        return 2
+    today = args.as_of
+    expired = snapshot.expired(today)
+    due = snapshot.due_within(args.warn_days, today)
+    active = snapshot.active(today)
+    retired = [i for i in snapshot.items.values() if i.status == "retired"]
+    print(f"snapshot {snapshot.id}: {len(snapshot.items)} items, {len(active)} servable on {today or 'today'}, "
+          f"{len(retired)} retired, {len(expired)} expired, {len(due)} due for review within {args.warn_days} days")
+    for item in expired:
+        print(f"EXPIRED  {item.id}  review_by {item.review_by}  ({snapshot.origin.get(item.id, '')})")
+    for item in due:
+        print(f"due      {item.id}  review_by {item.review_by}")
+    if expired:
+        print("expired items are not served; review them (update reviewed/review_by) or retire them", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_knowledge_search(args) -> int:
+    from knowledge.retrieval import Retriever
+
+    snapshot = _snapshot()
+    if snapshot is None:
+        return 2
+    results = Retriever(snapshot).search(args.query, k=args.k, mode=args.mode)
+    if args.json:
+        print(json.dumps([{key: r[key] for key in ("id", "version", "source", "text", "score")} for r in results],
+                         ensure_ascii=False, indent=2))
+        return 0
+    if not results:
+        print("no results")
+    for rank, r in enumerate(results, 1):
+        source = r["source"]
+        print(f"{rank}. [{r['id']} v{r['version']}] score {r['score']:.4f}")
+        print(f"   {r['text'][:300]}")
+        print(f"   source: {source['title']} - {source['issuer']}" + (f", {source['section']}" if source.get("section") else "")
+              + f" <{source['url']}>")
+    return 0
+
+
+def cmd_knowledge_retire(args) -> int:
+    from knowledge.build import BuildError
+    from knowledge.currency import retire
+
+    settings = _settings()
+    try:
+        record = retire(settings.home, args.id, args.reason, by=args.by)
+    except (KeyError, ValueError, BuildError) as exc:
+        print(f"copilot knowledge retire: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"retired {record['id']} by {record['by']} at {record['at']}: {record['reason']}")
+    print(f"current snapshot: {record['snapshot']}")
+    return 0
+
+
+def cmd_knowledge_show(args) -> int:
+    snapshot = _snapshot()
+    if snapshot is None:
+        return 2
+    item = snapshot.items.get(args.id)
+    if item is None:
+        print(f"copilot knowledge show: error: no item {args.id!r} in snapshot {snapshot.id}", file=sys.stderr)
+        return 2
+    from knowledge.snapshot import servable
+
+    record = item.model_dump(mode="json", by_alias=True, exclude_none=True)
+    record["servable_today"] = servable(item)
+    record["defined_at"] = snapshot.origin.get(item.id)
+    print(json.dumps(record, ensure_ascii=False, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="copilot", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -134,6 +244,36 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--prompt-lookup", action="store_true", help="prompt-lookup (n-gram) decoding")
     serve.set_defaults(func=cmd_serve)
 
+    kb = commands.add_parser("knowledge", help="build, check and search the cited knowledge base",
+                             description="The knowledge base: cited sources under knowledge/sources, validated "
+                                         "into content-addressed snapshots under COPILOT_HOME/knowledge. Items past "
+                                         "review_by or retired are never served.")
+    kb_commands = kb.add_subparsers(dest="knowledge_command", metavar="ACTION")
+    kb_build = kb_commands.add_parser("build", help="validate the sources and write the snapshot (with the retrieval index)",
+                                      description="Validate every source file (schema, unique ids, dates, references) "
+                                                  "and write a snapshot named by its content hash; a failed build "
+                                                  "leaves the last good snapshot current.")
+    kb_build.add_argument("--no-index", action="store_true", help="skip the retrieval index (faster; search unavailable)")
+    kb_build.set_defaults(func=cmd_knowledge_build)
+    kb_check = kb_commands.add_parser("check", help="list expired items; exit 1 if any active item is past review_by")
+    kb_check.add_argument("--as-of", type=date_arg, default=None, help="check as of this date (YYYY-MM-DD)")
+    kb_check.add_argument("--warn-days", type=int, default=30, help="also list items due within N days (default 30)")
+    kb_check.set_defaults(func=cmd_knowledge_check)
+    kb_search = kb_commands.add_parser("search", help="hybrid (dense + BM25) search over servable items")
+    kb_search.add_argument("query")
+    kb_search.add_argument("--k", type=int, default=5)
+    kb_search.add_argument("--mode", choices=["fused", "dense", "lexical"], default="fused")
+    kb_search.add_argument("--json", action="store_true", help='print [{"id", "version", "source", "text", "score"}]')
+    kb_search.set_defaults(func=cmd_knowledge_search)
+    kb_retire = kb_commands.add_parser("retire", help="retire an item (recorded with who, when and why) and rebuild")
+    kb_retire.add_argument("id")
+    kb_retire.add_argument("--reason", required=True)
+    kb_retire.add_argument("--by", default=None, help="who decided (default: the login name)")
+    kb_retire.set_defaults(func=cmd_knowledge_retire)
+    kb_show = kb_commands.add_parser("show", help="print one item with its provenance")
+    kb_show.add_argument("id")
+    kb_show.set_defaults(func=cmd_knowledge_show)
+
     gen = commands.add_parser("generate", help="generate one answer in the terminal, streamed",
                               description="Stream one generation to stdout; metrics go to stderr as JSON.")
     gen.add_argument("text", help="the user message (or raw prompt with --raw)")
@@ -148,12 +288,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
+    if hasattr(signal, "SIGPIPE") and argv is None:
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `copilot ... | head` ends quietly
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):
-        sub = {"model": "model"}.get(args.command)
+        sub = args.command if args.command in {"model", "knowledge"} else None
         parser.parse_args([sub, "--help"] if sub else ["--help"])
         return 2
     return args.func(args)

@@ -106,3 +106,35 @@ def app(embedded_engine, tmp_path):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def shipped_home() -> Path:
+    """The shipped sources built once (reused across runs: the snapshot is content-addressed)."""
+    from knowledge.build import build
+
+    build(TEST_HOME, progress=lambda _: None)
+    return TEST_HOME
+
+
+@pytest.fixture(scope="session")
+def shipped_snapshot(shipped_home):
+    from knowledge.snapshot import Snapshot
+
+    return Snapshot.current(shipped_home)
+
+
+@pytest.fixture(scope="session")
+def graph(shipped_snapshot):
+    from datetime import date
+
+    from knowledge.graph import KnowledgeGraph
+
+    return KnowledgeGraph(shipped_snapshot, today=date(2026, 12, 1))
+
+
+@pytest.fixture(scope="session")
+def retriever(shipped_snapshot):
+    from knowledge.retrieval import Retriever
+
+    return Retriever(shipped_snapshot)
