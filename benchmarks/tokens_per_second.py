@@ -69,12 +69,26 @@ def tokens_per_word(tokenizer) -> float:
 
 
 # --- worker (runs in a child process) ---------------------------------------------------
-def worker(spec: dict) -> dict:
-    from transformers import AutoTokenizer
+class FastTokenizer:
+    """tokenizer.json through the `tokenizers` library: no torch import, so an OpenVINO or
+    llama.cpp worker's peak RSS is its own and not PyTorch's."""
 
+    def __init__(self, checkpoint: str):
+        from tokenizers import Tokenizer
+
+        self.tokenizer = Tokenizer.from_file(str(Path(checkpoint) / "tokenizer.json"))
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=add_special_tokens).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids)
+
+
+def worker(spec: dict) -> dict:
     import backends
 
-    tokenizer = AutoTokenizer.from_pretrained(spec["checkpoint"])
+    tokenizer = FastTokenizer(spec["checkpoint"])
     started = time.perf_counter()
     if spec["kind"] == "pytorch":
         backend = backends.PyTorchBackend(Path(spec["checkpoint"]))
@@ -275,9 +289,7 @@ def main(argv=None) -> int:
                "settings": {"input_lengths": args.input_lengths, "new_tokens": args.new_tokens,
                             "repeats": args.repeats, "greedy": True}}
     for plan in model_plans(args, settings):
-        from transformers import AutoTokenizer
-
-        per_word = tokens_per_word(AutoTokenizer.from_pretrained(plan["checkpoint"]))
+        per_word = tokens_per_word(FastTokenizer(plan["checkpoint"]))
         note_tokens = round(300 * per_word)
         for spec in backend_specs(plan, args, settings):
             print(f"{plan['model']}: {spec['backend']}", file=sys.stderr, flush=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -208,6 +209,39 @@ def cmd_knowledge_show(args) -> int:
     return 0
 
 
+def cmd_qc(args) -> int:
+    from copilot.qc.batch import BatchError, run_batch
+    from copilot.qc.engine import RuleError
+    from knowledge.snapshot import NoSnapshot
+
+    settings = _settings()
+    model_pass = None
+    if args.llm:
+        from copilot.engine.pipeline import Engine, EngineError
+        from copilot.qc.llm import ModelReviewer
+
+        try:
+            model_pass = ModelReviewer(Engine(args.model_dir or settings.model_dir())).review
+        except EngineError as exc:
+            print(f"copilot qc: error: --llm needs a prepared model: {exc}", file=sys.stderr)
+            return 2
+    try:
+        summary = run_batch(args.paths, args.out, settings.home, workers=args.workers, resume=args.resume,
+                            overwrite=args.overwrite, encoding=args.encoding, jurisdiction=args.jurisdiction,
+                            model_pass=model_pass, show_progress=not args.quiet)
+    except (BatchError, NoSnapshot, RuleError) as exc:
+        print(f"copilot qc: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{summary.records} records checked ({summary.skipped} already done), {summary.errors} not checked, "
+          f"{summary.findings} findings: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.by_category.items())),
+          file=sys.stderr)
+    if args.html:
+        from copilot.qc.report import write_report
+
+        print(f"report: {write_report(args.out, args.html)}", file=sys.stderr)
+    return 1 if summary.errors else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="copilot", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -273,6 +307,29 @@ def build_parser() -> argparse.ArgumentParser:
     kb_show = kb_commands.add_parser("show", help="print one item with its provenance")
     kb_show.add_argument("id")
     kb_show.set_defaults(func=cmd_knowledge_show)
+
+    qc = commands.add_parser(
+        "qc", help="quality-control records (one or thousands), resumable, JSONL + HTML report",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Check records for completeness, timeliness, consistency, medication safety, dangerous "
+                    "abbreviations and coding, against the current knowledge snapshot.",
+        epilog="inputs: .txt notes (UTF-8 unless --encoding), project JSON records (copilot/records/record.schema.json),\n"
+               "FHIR R4 Bundles (.json), .jsonl files of either, and directories of any of these.\n"
+               "output: one JSON line per record {record_id, status, error, findings}, flushed as it completes.\n"
+               "exit status: 0 all records checked, 1 some records could not be checked, 2 usage or set-up error.")
+    qc.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    qc.add_argument("--out", type=Path, required=True, help="JSONL results file")
+    qc.add_argument("--html", type=Path, help="also write an HTML report for the QC office")
+    qc.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    qc.add_argument("--resume", action="store_true", help="continue an interrupted run: skip records already in --out")
+    qc.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    qc.add_argument("--encoding", help="text encoding of the inputs when not UTF-8 (e.g. gb18030, latin-1)")
+    qc.add_argument("--jurisdiction", choices=["CN", "US"], default=os.environ.get("COPILOT_QC_JURISDICTION", "CN"),
+                    help="whose documentation time limits apply (default CN: 病历书写基本规范; or $COPILOT_QC_JURISDICTION)")
+    qc.add_argument("--llm", action="store_true", help="add a model-generated consistency review (labelled origin=model)")
+    qc.add_argument("--model-dir", help="exported model for --llm (default: the prepared default)")
+    qc.add_argument("--quiet", action="store_true", help="no progress bar")
+    qc.set_defaults(func=cmd_qc)
 
     gen = commands.add_parser("generate", help="generate one answer in the terminal, streamed",
                               description="Stream one generation to stdout; metrics go to stderr as JSON.")

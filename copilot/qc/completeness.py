@@ -1,0 +1,49 @@
+"""Completeness: the note type's required sections are there and not empty."""
+
+from __future__ import annotations
+
+from copilot.qc.engine import Context, Hit, Rule, check
+from copilot.qc.text import is_chinese, split_sections
+
+
+def note_types_for(context: Context, document):
+    jurisdiction = "CN" if is_chinese(document.text) else "US"
+    setting = "inpatient" if context.record.encounter.type == "inpatient" else "outpatient"
+    candidates = [n for n in context.graph.note_types if n.document_type == document.type]
+    preferred = [n for n in candidates if n.jurisdiction == jurisdiction and n.setting in (None, setting)]
+    return preferred or [n for n in candidates if n.jurisdiction == jurisdiction] or candidates[:1]
+
+
+def _sections(context: Context, document, note_type):
+    headers = {h for n in context.graph.note_types for s in n.required_sections for h in s.headers}
+    found = split_sections(document.text, headers)
+    by_section = {}
+    for section in note_type.required_sections:
+        variants = {h.lower() for h in section.headers}
+        by_section[section.id] = [s for s in found if s.key in variants]
+    return by_section
+
+
+@check("section_missing")
+def section_missing(context: Context, rule: Rule):
+    for document in context.record.documents:
+        for note_type in note_types_for(context, document):
+            located = _sections(context, document, note_type)
+            for section in note_type.required_sections:
+                if not located[section.id]:
+                    yield Hit({"note_type": note_type.name, "section": section.name}, items=[note_type])
+
+
+@check("section_empty")
+def section_empty(context: Context, rule: Rule):
+    empty = {e.lower() for e in rule.params.get("empty_bodies", [""])}
+    for document in context.record.documents:
+        for note_type in note_types_for(context, document):
+            located = _sections(context, document, note_type)
+            for section in note_type.required_sections:
+                spans = located[section.id]
+                if spans and all(s.body(document.text).strip().strip(".").lower() in empty for s in spans):
+                    first = spans[0]
+                    start = document.text.find(first.header, first.start)
+                    yield Hit({"note_type": note_type.name, "section": section.name}, document,
+                              start, start + len(first.header), [note_type])

@@ -1,0 +1,166 @@
+"""Find the drugs a record gives: its structured medication list and mentions in the notes.
+
+Names come from the knowledge graph (generic, brand, synonym, Chinese), so a drug the
+knowledge base does not know is not guessed at. A mention in an allergy list, or one
+that is stopped, held or denied, is not a prescription and is left out.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from copilot.qc.text import negated
+from copilot.records.model import Record
+from knowledge.graph import KnowledgeGraph
+from knowledge.schema import Drug
+
+_DOSE = re.compile(r"(?<![\w.])(\d+(?:,\d{3})*(?:\.\d+)?|\.\d+)\s*(mg|mcg|µg|ug|g|grams?|units?|u|iu|meq|ml)\b", re.I)
+_FREQUENCIES = [
+    (r"\bq\.?\s?4\s?h(?:ours?)?\b|every 4 hours", 6), (r"\bq\.?\s?3\s?h|every 3 hours", 8), (r"\bq\.?\s?2\s?h|every 2 hours", 12),
+    (r"\bq\.?\s?6\s?h|every 6 hours|\bq\.?i\.?d\.?\b|four times (?:a |per )?day|four times daily", 4),
+    (r"\bq\.?\s?8\s?h|every 8 hours|\bt\.?i\.?d\.?\b|three times (?:a |per )?day|three times daily", 3),
+    (r"\bq\.?\s?12\s?h|every 12 hours|\bb\.?i\.?d\.?\b|twice (?:a |per )?day|twice daily|two times (?:a |per )?day", 2),
+    (r"\bq\.?o\.?d\.?\b|every other day", 0.5),
+    (r"\bweekly\b|once (?:a |per )?week", 1 / 7),
+    (r"\bq\.?d\.?\b|\bdaily\b|once (?:a |per )?day|once daily|every day|\bq\.?am\b|\bq\.?hs\b|at bedtime|nightly|every morning|every night", 1),
+]
+_FREQUENCY = [(re.compile(p, re.I), n) for p, n in _FREQUENCIES]
+_NOT_GIVEN = re.compile(r"allerg|intoleran|\bstop(?:ped)?\b|discontinu|\bd/c\b|\bhold\b|\bheld\b|\bavoid|instead of|"
+                        r"\bswitch|\bchang(?:e|ed|ing)\b|\bwean|\btaper(?:ed)? off|no longer|previously|in the past|"
+                        r"过敏|停用|停药", re.I)
+_TO_MG = {"mg": 1.0, "g": 1000.0, "gram": 1000.0, "grams": 1000.0, "mcg": 0.001, "µg": 0.001, "ug": 0.001}
+
+
+@dataclass
+class Mention:
+    drug: Drug
+    document_id: str | None  # None: the structured medication list
+    start: int | None
+    end: int | None
+    text: str
+    dose: float | None = None
+    unit: str | None = None
+    per_day: float | None = None
+
+    @property
+    def daily_amount(self) -> float | None:
+        """Dose x frequency (a single dose when the frequency is unknown: a lower bound)."""
+        if self.dose is None:
+            return None
+        return self.dose * (self.per_day if self.per_day is not None else 1)
+
+
+def frequency_per_day(text: str | None) -> float | None:
+    """The first frequency expression in ``text`` (as given after a dose) in doses per day."""
+    if not text:
+        return None
+    hits = [(m.start(), per_day) for pattern, per_day in _FREQUENCY for m in [pattern.search(text)] if m]
+    if hits:
+        return min(hits)[1]
+    match = re.search(r"(\d+)\s*(?:x|times)\s*(?:a|per|/)\s*day", text, re.I)
+    if match:
+        return float(match.group(1))
+    match = re.search(r"every\s+(\d+)\s*hours?|q\s?(\d+)\s?h", text, re.I)
+    if match:
+        hours = int(match.group(1) or match.group(2))
+        return 24 / hours if hours else None
+    return None
+
+
+def convert(amount: float, unit: str, target: str) -> float | None:
+    unit, target = unit.lower(), target.lower()
+    if unit in _TO_MG and target in _TO_MG:
+        return amount * _TO_MG[unit] / _TO_MG[target]
+    same = {"u": "units", "unit": "units", "iu": "units", "meq": "meq", "ml": "ml", "units": "units"}
+    return amount if same.get(unit, unit) == same.get(target, target) else None
+
+
+_WORD = re.compile(r"[A-Za-z0-9]+(?:'[A-Za-z]+)?")
+_TEST_OR_LEVEL = re.compile(r"\s*(?:suppression\s+)?(?:test|tests|level|levels|assay|screen|challenge)\b", re.I)
+
+
+@dataclass(frozen=True)
+class _NameIndex:
+    latin: dict  # normalised word sequence -> generic name
+    longest: int
+    other: re.Pattern | None  # names in other scripts (Chinese), matched as substrings
+
+
+@lru_cache(maxsize=4)
+def _index(graph: KnowledgeGraph) -> _NameIndex:
+    latin, other = {}, []
+    for name, generic in graph.drug_names.items():
+        if name.isascii():
+            latin[" ".join(_WORD.findall(name.lower()))] = generic
+        else:
+            other.append(name)
+    pattern = re.compile("|".join(map(re.escape, sorted(other, key=len, reverse=True)))) if other else None
+    return _NameIndex(latin, max(len(k.split()) for k in latin), pattern)
+
+
+def find_names(text: str, graph: KnowledgeGraph):
+    """(start, end, generic) for each drug name in the text, longest match first.
+
+    Word n-grams looked up in a dictionary: linear in the text, whatever the size of the
+    vocabulary (a regular-expression alternation of 1,500 names was 100x slower)."""
+    index = _index(graph)
+    words = [(m.start(), m.end(), m.group().lower()) for m in _WORD.finditer(text)]
+    i = 0
+    while i < len(words):
+        for n in range(min(index.longest, len(words) - i), 0, -1):
+            key = " ".join(w for _, _, w in words[i:i + n])
+            generic = index.latin.get(key)
+            if generic:
+                yield words[i][0], words[i + n - 1][1], generic
+                i += n
+                break
+        else:
+            i += 1
+    if index.other is not None and not text.isascii():
+        for match in index.other.finditer(text):
+            yield match.start(), match.end(), graph.drug_names[match.group()]
+
+
+def _dose_after(text: str, end: int) -> tuple[float | None, str | None, float | None]:
+    line_end = min(x for x in (text.find("\n", end), text.find(". ", end), end + 80) if x != -1)
+    window = text[end:line_end]
+    dose = _DOSE.search(window[:50])
+    if not dose:
+        return None, None, None
+    unit = dose.group(2).lower()
+    unit = {"u": "units", "iu": "units", "unit": "units", "meq": "mEq", "ml": "mL"}.get(unit, unit)
+    return float(dose.group(1).replace(",", "")), unit, frequency_per_day(window[dose.end():dose.end() + 40])
+
+
+def mentions(record: Record, graph: KnowledgeGraph) -> list[Mention]:
+    found: list[Mention] = []
+    for index, med in enumerate(record.medications):
+        drug = graph.resolve_drug(med.name) or _longest_known(med.name, graph)
+        if drug is None:
+            continue
+        found.append(Mention(drug, None, None, None, f"medications[{index}]: {med.name}"
+                             + (f" {med.dose:g} {med.unit or ''}" if med.dose else "") + (f" {med.frequency}" if med.frequency else ""),
+                             dose=med.dose, unit=med.unit, per_day=frequency_per_day(med.frequency)))
+    for document in record.documents:
+        text = document.text
+        for start, end, generic in find_names(text, graph):
+            drug = graph.drugs.get(generic)
+            if drug is None:
+                continue
+            line_start = text.rfind("\n", 0, start) + 1
+            sentence_start = max(line_start, max(text.rfind(c, 0, start) for c in ".;。") + 1)
+            context = text[sentence_start:start]
+            header = text[line_start:start].lower()
+            if (_NOT_GIVEN.search(context) or "allerg" in header or negated(text, start)
+                    or _TEST_OR_LEVEL.match(text, end)):
+                continue
+            dose, unit, per_day = _dose_after(text, end)
+            found.append(Mention(drug, document.id, start, end, text[start:end], dose, unit, per_day))
+    return found
+
+
+def _longest_known(name: str, graph: KnowledgeGraph) -> Drug | None:
+    first = next(find_names(name, graph), None)
+    return graph.drugs.get(first[2]) if first else None

@@ -1,0 +1,173 @@
+"""Read records from .txt notes, project JSON (validated against record.schema.json),
+.jsonl files of many records, FHIR R4 Bundles, and directories of any of these.
+
+Loading never raises for one bad record: each yields a ``Loaded`` with either a record
+or an error, so a batch reports it and goes on.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from copilot.records.model import Diagnosis, Document, Encounter, Medication, Patient, Record
+
+SCHEMA_FILE = Path(__file__).with_name("record.schema.json")
+MAX_TEXT_BYTES = 2 * 1024 * 1024  # one document; a larger "note" is an export error, not a note
+MAX_FILE_BYTES = 64 * 1024 * 1024  # one .json/.txt file (a .jsonl is streamed line by line)
+SUFFIXES = {".txt", ".json", ".jsonl"}
+
+
+class RecordError(ValueError):
+    pass
+
+
+@dataclass
+class Loaded:
+    key: str  # record id when known, else the origin; what batch resume keys on
+    origin: str
+    record: Record | None = None
+    error: str | None = None
+
+
+@lru_cache(maxsize=1)
+def _validator():
+    from jsonschema import Draft202012Validator, FormatChecker
+
+    return Draft202012Validator(json.loads(SCHEMA_FILE.read_text()), format_checker=FormatChecker())
+
+
+def _datetime(value: str | None, where: str) -> datetime | None:
+    if value in (None, ""):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise RecordError(f"{where}: not an ISO-8601 date-time: {value!r}") from None
+
+
+def record_from_json(data: object, origin: str = "") -> Record:
+    """A project JSON record or a FHIR R4 Bundle -> Record; RecordError says what is wrong."""
+    if isinstance(data, dict) and data.get("resourceType") == "Bundle":
+        from copilot.records.fhir import bundle_to_record
+
+        return bundle_to_record(data, origin)
+    if isinstance(data, dict) and "resourceType" in data:
+        raise RecordError(f"FHIR {data['resourceType']} given; a Bundle is expected")
+    errors = sorted(_validator().iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        where = "/".join(str(p) for p in first.absolute_path) or "(record)"
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise RecordError(f"schema: {where}: {first.message}{more}")
+    patient = data.get("patient") or {}
+    encounter = data.get("encounter") or {}
+    documents = []
+    for index, doc in enumerate(data["documents"]):
+        if len(doc["text"].encode("utf-8")) > MAX_TEXT_BYTES:
+            raise RecordError(f"documents/{index}: text is larger than {MAX_TEXT_BYTES // 1024} KiB")
+        documents.append(Document(id=doc["id"], type=doc["type"], text=doc["text"],
+                                  authored_at=_datetime(doc.get("authored_at"), f"documents/{index}/authored_at"),
+                                  signed_at=_datetime(doc.get("signed_at"), f"documents/{index}/signed_at")))
+    ids = [d.id for d in documents]
+    if len(set(ids)) != len(ids):
+        raise RecordError("documents: document ids must be unique within a record")
+    birth = patient.get("birth_date")
+    return Record(
+        id=data["id"],
+        patient=Patient(sex=patient.get("sex", "unknown"), age=patient.get("age"),
+                        birth_date=date.fromisoformat(birth) if birth else None,
+                        allergies=list(patient.get("allergies", []))),
+        encounter=Encounter(type=encounter.get("type", "outpatient"),
+                            admitted_at=_datetime(encounter.get("admitted_at"), "encounter/admitted_at"),
+                            discharged_at=_datetime(encounter.get("discharged_at"), "encounter/discharged_at")),
+        documents=documents,
+        medications=[Medication(**m) for m in data.get("medications", [])],
+        diagnoses=[Diagnosis(text=d["text"], code=d.get("code")) for d in data.get("diagnoses", [])],
+        origin=origin,
+    )
+
+
+def decode(raw: bytes, encoding: str | None, where: str) -> str:
+    try:
+        return raw.decode(encoding) if encoding else raw.decode("utf-8-sig")
+    except (UnicodeDecodeError, LookupError) as exc:
+        hint = "" if encoding else "; pass --encoding (e.g. gb18030 or latin-1) if the file is not UTF-8"
+        raise RecordError(f"{where}: cannot decode as {encoding or 'UTF-8'} ({exc}){hint}") from None
+
+
+def record_from_text(text: str, record_id: str, origin: str, document_type: str = "progress_note") -> Record:
+    if not text.strip():
+        raise RecordError("the note is empty")
+    if len(text.encode("utf-8")) > MAX_TEXT_BYTES:
+        raise RecordError(f"the note is larger than {MAX_TEXT_BYTES // 1024} KiB")
+    return Record(id=record_id, documents=[Document(id=record_id, type=document_type, text=text)], origin=origin)
+
+
+def _id_hint(data: object) -> str | None:
+    return data.get("id") if isinstance(data, dict) and isinstance(data.get("id"), str) and data.get("id") else None
+
+
+def load_file(path: Path, encoding: str | None = None) -> Iterator[Loaded]:
+    origin = str(path)
+    try:
+        if path.suffix == ".jsonl":
+            yield from _load_jsonl(path, encoding)
+            return
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise RecordError(f"file is larger than {MAX_FILE_BYTES // 2**20} MiB")
+        text = decode(path.read_bytes(), encoding, origin)
+        if path.suffix == ".txt":
+            yield Loaded(path.stem, origin, record=record_from_text(text, path.stem, origin))
+            return
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RecordError(f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        record = record_from_json(data, origin)
+        yield Loaded(record.id, origin, record=record)
+    except (RecordError, OSError) as exc:
+        key = path.stem
+        yield Loaded(key, origin, error=str(exc))
+
+
+def _load_jsonl(path: Path, encoding: str | None) -> Iterator[Loaded]:
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            origin = f"{path}:{number}"
+            if not raw.strip():
+                continue
+            data = None
+            try:
+                data = json.loads(decode(raw, encoding, origin))
+                record = record_from_json(data, origin)
+                yield Loaded(record.id, origin, record=record)
+            except json.JSONDecodeError as exc:
+                yield Loaded(origin, origin, error=f"malformed JSON at column {exc.colno}: {exc.msg}")
+            except RecordError as exc:
+                yield Loaded(_id_hint(data) or origin, origin, error=str(exc))
+
+
+def iter_paths(paths: Iterable[Path]) -> Iterator[Path]:
+    """Files to read, directories expanded recursively in sorted (stable) order."""
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in SUFFIXES)
+        else:
+            yield path
+
+
+def iter_records(paths: Iterable[Path], encoding: str | None = None) -> Iterator[Loaded]:
+    for path in iter_paths(paths):
+        if not path.exists():
+            yield Loaded(str(path), str(path), error="no such file")
+        elif path.suffix not in SUFFIXES:
+            yield Loaded(str(path), str(path), error=f"unsupported file type {path.suffix or '(none)'}; "
+                                                      "expected .txt, .json, .jsonl or a directory")
+        else:
+            yield from load_file(path, encoding)
