@@ -9,6 +9,7 @@ the graph's date are included.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date
 from functools import cached_property
@@ -142,16 +143,23 @@ class KnowledgeGraph:
         return sorted((d for d in self.drugs.values() if class_id in self.classes_of(d)), key=lambda d: d.name)
 
     def resolve_allergen(self, text: str) -> tuple[set[str], set[str]]:
-        """An allergy entry -> (drug names, class ids) it names: 'Penicillin' -> class penicillin."""
-        key = _norm(text)
-        drug = self.resolve_drug(key)
-        drugs = {drug.name} if drug else set()
-        classes = {cid for cid, c in self.classes.items()
-                   if key in {_norm(cid.replace("_", " ")), _norm(c.name), *map(_norm, c.names_zh)}
-                   or key.rstrip("s") == _norm(cid.replace("_", " "))}
-        if drug:
-            classes |= set(drug.allergy_groups)
-        return drugs, classes
+        """An allergy entry -> (drug names, class ids) it names: 'Penicillin (hives)' -> class penicillin.
+
+        Allergy lists carry the reaction too ("sulfa - rash", "penicillin (hives)"), so the
+        part before a bracket, dash, colon or comma is tried as well as the whole entry."""
+        candidates = [text] + [re.split(r"\s*[(\[:,;]|\s+-\s+|\s+--\s*", text, maxsplit=1)[0]]
+        for candidate in dict.fromkeys(c for c in candidates if c.strip()):
+            key = _norm(candidate)
+            drug = self.resolve_drug(key)
+            drugs = {drug.name} if drug else set()
+            classes = {cid for cid, c in self.classes.items()
+                       if key in {_norm(cid.replace("_", " ")), _norm(c.name), *map(_norm, c.names_zh)}
+                       or key.rstrip("s") == _norm(cid.replace("_", " "))}
+            if drug:
+                classes |= set(drug.allergy_groups)
+            if drugs or classes:
+                return drugs, classes
+        return set(), set()
 
     def allergy_conflicts(self, drug: str | Drug, allergy: str) -> list[dict]:
         """Why giving ``drug`` to a patient allergic to ``allergy`` is a problem, with the backing items."""

@@ -12,7 +12,7 @@ _STOP = {"of", "the", "and", "with", "without", "in", "to", "a", "an", "or", "un
 
 
 def _words(text: str, synonyms: dict[str, str]) -> set[str]:
-    text = text.lower()
+    text = re.sub(r"\bwithout\b.*", "", text.lower())  # "reflux without esophagitis" does not cover esophagitis
     for short, long in sorted(synonyms.items(), key=lambda pair: -len(pair[0])):
         text = re.sub(rf"(?<![\w-]){re.escape(short)}(?![\w-])", long, text)
     words = set(re.findall(r"[a-z0-9]+", text))

@@ -225,3 +225,15 @@ def test_rules_are_data_and_invalid_rules_are_refused(tmp_path):
     (tmp_path / "bad.yaml").write_text("category: coding\nrules:\n  - {id: coding.x, check: nope, severity: major, message: m}\n")
     with pytest.raises(ValueError, match="no check named 'nope'"):
         load_rules(tmp_path)
+
+
+def test_allergy_entries_with_reactions(run_qc):
+    plan = NOTE.replace("Continue lisinopril 20 mg daily.", "Start cephalexin 500 mg four times daily.")
+    for allergy in ("penicillin (hives)", "Penicillin - rash", "penicillins: anaphylaxis"):
+        assert rules_hit(run_qc(make_record(plan, patient={"allergies": [allergy]}))) == ["medication_safety.allergy"], allergy
+
+
+def test_negated_words_in_code_titles_do_not_count(run_qc):
+    bad = run_qc(make_record(diagnoses=[{"code": "K21.9", "text": "esophagitis"}]))
+    assert rules_hit(bad) == ["coding.title_mismatch"]
+    assert run_qc(make_record(diagnoses=[{"code": "K21.9", "text": "GERD"}, {"code": "N20.0", "text": "nephrolithiasis"}])) == []
