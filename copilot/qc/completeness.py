@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from copilot.qc.engine import Context, Hit, Rule, check
 from copilot.qc.text import is_chinese, split_sections
 
@@ -14,9 +16,13 @@ def note_types_for(context: Context, document):
     return preferred or [n for n in candidates if n.jurisdiction == jurisdiction] or candidates[:1]
 
 
+@lru_cache(maxsize=4)
+def _all_headers(graph) -> frozenset[str]:
+    return frozenset(h for n in graph.note_types for s in n.required_sections for h in s.headers)
+
+
 def _sections(context: Context, document, note_type):
-    headers = {h for n in context.graph.note_types for s in n.required_sections for h in s.headers}
-    found = split_sections(document.text, headers)
+    found = split_sections(document.text, _all_headers(context.graph))
     by_section = {}
     for section in note_type.required_sections:
         variants = {h.lower() for h in section.headers}

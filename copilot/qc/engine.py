@@ -130,14 +130,16 @@ class QCEngine:
         unknown = sorted({i for r in self.rules for i in r.cite} - set(snapshot.items))
         if unknown:
             raise RuleError(f"rules cite items missing from knowledge snapshot {snapshot.id}: {', '.join(unknown)}")
+        # What each rule cites as its own basis, limited to items servable on the engine's date.
+        self.basis = {r.id: [i for i in (snapshot.get(c, self.graph.today) for c in r.cite) if i is not None]
+                      for r in self.rules}
 
     def check(self, record: Record) -> list[dict]:
         context = Context(record, self.graph, self.jurisdiction)
         findings = []
         for rule in self.rules:
-            basis = [item for item in (self.snapshot.get(i, self.graph.today) for i in rule.cite) if item is not None]
             for hit in CHECKS[rule.check](context, rule):
-                hit.items = hit.items + basis
+                hit.items = hit.items + self.basis[rule.id]
                 findings.append(self._finding(record, rule, hit))
         return findings
 
