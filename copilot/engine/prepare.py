@@ -261,15 +261,14 @@ def prepare(settings: Settings, model: Path | None = None, weight_format: str | 
     if model is None:
         name = name or settings.model_name
         gguf = embedded_gguf()
-        source, fingerprint = gguf, source_fingerprint(gguf)
+        source, fingerprint, config = gguf, source_fingerprint(gguf), None
     else:
         model = Path(model).expanduser().resolve()
         if not model.exists():
             raise PrepareError(f"model path does not exist: {model}")
         name = name or model.name
-        source, fingerprint = model, None
-        check_checkpoint(model, trust_remote_code)
-        fingerprint = source_fingerprint(model)
+        config = check_checkpoint(model, trust_remote_code)  # refuse early, before hashing the weights
+        source, fingerprint = model, source_fingerprint(model)
 
     out = settings.model_dir(name, weight_format)
     manifest_file = out / MANIFEST
@@ -279,8 +278,11 @@ def prepare(settings: Settings, model: Path | None = None, weight_format: str | 
             progress(f"{name} ({weight_format}) is up to date: {out}")
             return PreparedModel(out, manifest, reused=True)
 
-    checkpoint = convert_gguf(source, settings.checkpoint_dir(name), progress) if model is None else model
-    config = check_checkpoint(checkpoint, trust_remote_code)
+    if model is None:
+        checkpoint = convert_gguf(source, settings.checkpoint_dir(name), progress)
+        config = check_checkpoint(checkpoint, trust_remote_code)
+    else:
+        checkpoint = model
     weights = _dir_bytes(checkpoint)
     require_disk(out.parent, int(weights * 1.6) + (1 << 28), f"the OpenVINO {weight_format} export")
     export_openvino(checkpoint, out, weight_format, config, trust_remote_code, progress)

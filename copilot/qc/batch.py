@@ -94,7 +94,7 @@ def run_batch(paths: list[Path], out: Path, home: Path, workers: int = 1, resume
 
     from tqdm import tqdm
 
-    summary = Summary(skipped=0)
+    summary = Summary()
     seen: dict[str, str] = {}
 
     def pending():

@@ -24,7 +24,6 @@ def create_app(config: dict | None = None) -> Flask:
         PROMPT_LOOKUP=False,
         MAX_QUEUE=settings.max_queue,
         MAX_CONTENT_LENGTH=2 * 1024 * 1024,
-        JSON_SORT_KEYS=False,
     )
     app.config.update(config)
     home.mkdir(parents=True, exist_ok=True)
