@@ -45,6 +45,7 @@ class GenerationRequest:
     top_k: int = 0
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
+    repetition_penalty: float = 1.0
 
     def validate(self) -> None:
         if (self.prompt is None) == (self.messages is None):
@@ -64,6 +65,9 @@ class GenerationRequest:
             raise InvalidRequest("'temperature' must be between 0 and 2")
         if not isinstance(self.stop, list) or not all(isinstance(s, str) and s for s in self.stop):
             raise InvalidRequest("'stop' must be a list of non-empty strings")
+        if (not isinstance(self.repetition_penalty, (int, float)) or isinstance(self.repetition_penalty, bool)
+                or not 1.0 <= self.repetition_penalty <= 2.0):
+            raise InvalidRequest("'repetition_penalty' must be between 1.0 and 2.0")
 
 
 @dataclass
@@ -167,6 +171,11 @@ class Engine:
     def queue_depth(self) -> int:
         return self._jobs.qsize()
 
+    @property
+    def queue_full(self) -> bool:
+        """For callers that must refuse before they start streaming (a best-effort check)."""
+        return self._jobs.full()
+
     # -- worker -----------------------------------------------------------------------
     def _config(self, request: GenerationRequest) -> "openvino_genai.GenerationConfig":
         config = self.pipeline.get_generation_config()
@@ -174,6 +183,7 @@ class Engine:
         config.apply_chat_template = False  # render_prompt already applied it where wanted
         config.stop_strings = set(request.stop)
         config.include_stop_str_in_output = False
+        config.repetition_penalty = float(request.repetition_penalty)
         if request.temperature > 0:
             config.do_sample = True
             config.temperature = float(request.temperature)
