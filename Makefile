@@ -7,11 +7,12 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run setup test bench bench-quick retrieval-eval peer lock clean help
+.PHONY: run setup test browser load bench bench-quick retrieval-eval peer lock clean help
 
 help:
 	@echo "make run    - set up everything (venv, embedded model, OpenVINO INT8 export) and serve on $(HOST):$(PORT)"
-	@echo "make test   - create the environment if missing and run the whole test suite"
+	@echo "make test   - create the environment (and Debian's chromium) if missing and run the whole test suite"
+	@echo "make load   - 20 concurrent clients for 2 minutes: 5xx, QC p95, audit chain (benchmarks/results/load.json)"
 	@echo "make bench-quick / bench - tokens/s benchmark (PyTorch vs OpenVINO), results in benchmarks/results/"
 	@echo "make retrieval-eval - recall@5 / MRR / latency of knowledge retrieval on the labeled queries"
 	@echo "make peer   - build llama-cpp-python (~6 min) for the benchmark's llama.cpp peer"
@@ -34,8 +35,18 @@ setup: $(STAMP)
 run: setup
 	$(COPILOT) serve --host $(HOST) --port $(PORT)
 
-test: $(STAMP)
+# The browser tests drive Debian's chromium through Playwright (no browser download).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: $(STAMP) browser
 	$(PY) -m pytest
+
+# 20 clients for 2 minutes (80% QC, 20% drafts) against a scratch instance; see benchmarks/load_test.py
+load: setup
+	$(PY) benchmarks/load_test.py --home $${COPILOT_HOME:-instance}
 
 bench-quick: $(STAMP)
 	$(PY) benchmarks/tokens_per_second.py --quick --out benchmarks/results/quick.json

@@ -78,12 +78,67 @@ def cmd_serve(args) -> int:
     config = {"PROMPT_LOOKUP": args.prompt_lookup}
     if args.model_dir:
         config["MODEL_DIR"] = args.model_dir
-    app = create_app(config)
+    from copilot.audit import AuditError
+
+    try:
+        app = create_app(config)
+    except AuditError as exc:
+        print(f"copilot serve: error: the audit log cannot be used: {exc}\n"
+              "Nothing was served. Run `copilot audit verify` and restore the audit directory from backup.",
+              file=sys.stderr)
+        return 2
     if app.extensions.get("copilot.engine") is None:
         print(f"copilot serve: error: {app.config.get('ENGINE_ERROR')}", file=sys.stderr)
         return 2
-    print(f"copilot serving on http://{args.host}:{args.port} (health: /health)", flush=True)
+    users = app.extensions["copilot.users"]
+    if not users.list():
+        token = users.add("admin", "admin")
+        print("first start: created user 'admin' (role admin). Its token, shown only now, signs in to the sidebar\n"
+              f"and the API (Authorization: Bearer ...):\n\n    {token}\n\n"
+              "Add people with `copilot users add NAME --role clinician|qc_staff|admin`.", flush=True)
+    print(f"copilot serving on http://{args.host}:{args.port} (sidebar: /sidebar, health: /health)", flush=True)
     serve(app, host=args.host, port=args.port, threads=args.threads, channel_timeout=300, ident="copilot")
+    return 0
+
+
+def _users():
+    from copilot.users import UserStore
+
+    return UserStore(_settings().home / "users.db")
+
+
+def cmd_users(args) -> int:
+    from copilot.users import UserError
+
+    users = _users()
+    try:
+        if args.users_command == "add":
+            token = users.add(args.name, args.role)
+            print(f"created {args.name} ({args.role}). API token, shown once (store it now):\n{token}")
+        elif args.users_command == "token":
+            print(users.rotate_token(args.name))
+            print(f"the old token of {args.name} no longer works", file=sys.stderr)
+        elif args.users_command == "passwd":
+            if sys.stdin.isatty():
+                import getpass
+
+                password = getpass.getpass(f"new sidebar password for {args.name}: ")
+                if password != getpass.getpass("again: "):
+                    print("copilot users passwd: error: the passwords differ", file=sys.stderr)
+                    return 2
+            else:
+                password = sys.stdin.readline().rstrip("\n")
+            users.set_password(args.name, password)
+            print(f"password set for {args.name}")
+        elif args.users_command in ("disable", "enable"):
+            users.set_disabled(args.name, args.users_command == "disable")
+            print(f"{args.name} {args.users_command}d")
+        else:
+            for user in users.list():
+                print(f"{user.name}\t{user.role}\t{'disabled' if user.disabled else 'active'}\t{user.created}")
+    except UserError as exc:
+        print(f"copilot users: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -331,6 +386,28 @@ def build_parser() -> argparse.ArgumentParser:
     qc.add_argument("--quiet", action="store_true", help="no progress bar")
     qc.set_defaults(func=cmd_qc)
 
+    from copilot.users import ROLES
+
+    users = commands.add_parser("users", help="people and service accounts: roles, API tokens, sidebar passwords",
+                                description="Users of the sidebar and API, stored under COPILOT_HOME/users.db. "
+                                            "Roles: clinician (drafting, QC of one record, CDS Hooks), qc_staff "
+                                            "(QC, batch jobs), admin (everything, including the audit log). "
+                                            "Tokens are shown once and stored hashed.")
+    users_commands = users.add_subparsers(dest="users_command", metavar="ACTION")
+    users_add = users_commands.add_parser("add", help="create a user and print their API token once")
+    users_add.add_argument("name")
+    users_add.add_argument("--role", choices=ROLES, required=True)
+    users_commands.add_parser("list", help="list users and roles")
+    for action, text in (("token", "issue a new API token (the old one stops working)"),
+                         ("passwd", "set the sidebar password (read from the terminal, or one line of stdin)"),
+                         ("disable", "block a user (tokens and sessions stop working)"), ("enable", "unblock a user")):
+        users_commands.add_parser(action, help=text).add_argument("name")
+    users.set_defaults(func=cmd_users)
+
+    from copilot.audit.cli import register as register_audit
+
+    register_audit(commands)
+
     gen = commands.add_parser("generate", help="generate one answer in the terminal, streamed",
                               description="Stream one generation to stdout; metrics go to stderr as JSON.")
     gen.add_argument("text", help="the user message (or raw prompt with --raw)")
@@ -354,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):
-        sub = args.command if args.command in {"model", "knowledge"} else None
+        sub = args.command if args.command in {"model", "knowledge", "users"} else None
         parser.parse_args([sub, "--help"] if sub else ["--help"])
         return 2
     return args.func(args)

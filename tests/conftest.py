@@ -97,10 +97,15 @@ def embedded_engine(embedded_model):
 
 
 @pytest.fixture
-def app(embedded_engine, tmp_path):
+def app(embedded_engine, shipped_home, tmp_path):
     from copilot.web import create_app
 
-    return create_app({"TESTING": True, "COPILOT_HOME": str(tmp_path), "ENGINE": embedded_engine})
+    from copilot.web.qc_api import EXTENSION
+
+    app = create_app({"TESTING": True, "COPILOT_HOME": str(tmp_path / "home"), "KNOWLEDGE_HOME": str(shipped_home),
+                      "ENGINE": embedded_engine})
+    yield app
+    app.extensions[EXTENSION].stop()
 
 
 @pytest.fixture

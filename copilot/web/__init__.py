@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 from pathlib import Path
 
-from flask import Flask
+from flask import Flask, request
 
 from copilot.config import Settings
 
@@ -14,30 +16,74 @@ log = logging.getLogger(__name__)
 
 def create_app(config: dict | None = None) -> Flask:
     """Build the app. ``config`` may carry ``ENGINE`` (an already-loaded engine, as tests do),
-    ``MODEL_DIR`` (an exported model to load) or neither (the configured default)."""
+    ``MODEL_DIR`` (an exported model to load) or neither (the configured default);
+    ``KNOWLEDGE_HOME`` (where the knowledge snapshot lives, default COPILOT_HOME)."""
     settings = Settings()
     config = dict(config or {})
     home = Path(config.get("COPILOT_HOME") or settings.home)
+    home.mkdir(parents=True, exist_ok=True)
     app = Flask(__name__, instance_path=str(home), instance_relative_config=True)
     app.config.update(
         MODEL_DIR=str(settings.model_dir()),
         PROMPT_LOOKUP=False,
         MAX_QUEUE=settings.max_queue,
         MAX_CONTENT_LENGTH=2 * 1024 * 1024,
+        QC_JOB_MAX_BYTES=int(os.environ.get("COPILOT_QC_JOB_MAX_BYTES", 256 * 1024 * 1024)),
+        CDS_MAX_BYTES=int(os.environ.get("COPILOT_CDS_MAX_BYTES", 16 * 1024 * 1024)),  # prefetch carries notes
+        QC_JURISDICTION=os.environ.get("COPILOT_QC_JURISDICTION", "CN"),
+        FRAME_ANCESTORS=os.environ.get("COPILOT_FRAME_ANCESTORS", "'self'"),
+        SECRET_KEY=_secret_key(home),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE=os.environ.get("COPILOT_COOKIE_SAMESITE", "Lax"),
+        SESSION_COOKIE_SECURE=os.environ.get("COPILOT_COOKIE_SECURE", "") == "1",
+        REMEMBER_COOKIE_DURATION=0,
+        WTF_CSRF_CHECK_DEFAULT=False,
+        WTF_CSRF_TIME_LIMIT=12 * 3600,
     )
     app.config.update(config)
-    home.mkdir(parents=True, exist_ok=True)
 
+    from copilot.audit import AuditLog
+    from copilot.users import UserStore
+
+    app.extensions["copilot.users"] = UserStore(home / "users.db")
+    app.extensions["copilot.audit"] = AuditLog(home / "audit" / "audit.db")
     engine = app.config.pop("ENGINE", None)
     if engine is None:
         engine = _load_engine(app)
     app.extensions["copilot.engine"] = engine
 
-    from copilot.web import generate, health
+    from copilot.web import audit_api, auth, cds_hooks, draft, generate, health, metrics, qc_api, sidebar
 
-    app.register_blueprint(health.bp)
-    app.register_blueprint(generate.bp)
+    metrics.init_app(app)
+    auth.init_app(app)
+    for module in (health, metrics, auth, sidebar, generate, draft, qc_api, cds_hooks, audit_api):
+        app.register_blueprint(module.bp)
+    qc_api.init_app(app)
+    app.after_request(_security_headers)
     return app
+
+
+def _secret_key(home: Path) -> str:
+    """Signs session cookies; kept in the instance dir so sessions survive a restart."""
+    path = home / "secret.key"
+    if not path.is_file():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def _security_headers(response):
+    from flask import current_app
+
+    csp = ("default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'self'; form-action 'self'; "
+           f"frame-ancestors {current_app.config['FRAME_ANCESTORS']}")
+    response.headers.setdefault("Content-Security-Policy", csp)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    if request.path.startswith(("/api/", "/cds-services")):
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
 
 
 def _load_engine(app: Flask):

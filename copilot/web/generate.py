@@ -12,6 +12,8 @@ from dataclasses import fields
 from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
 
 from copilot.engine.pipeline import EngineBusy, EngineError, GenerationRequest, GenerationResult, InvalidRequest
+from copilot.web.auditing import record as audit
+from copilot.web.auth import require_role
 
 bp = Blueprint("generate", __name__, url_prefix="/api")
 
@@ -36,10 +38,12 @@ def parse_request() -> tuple[GenerationRequest, bool]:
 
 
 @bp.post("/generate")
+@require_role("clinician", "admin")
 def generate():
     engine = current_app.extensions.get("copilot.engine")
     if engine is None:
         return jsonify(error=current_app.config.get("ENGINE_ERROR", "no model loaded")), 503
+    body = request.get_json(silent=True)
     try:
         generation, stream = parse_request()
         items = engine.stream(generation)
@@ -49,27 +53,38 @@ def generate():
     except EngineBusy as exc:
         return jsonify(error=str(exc)), 503, {"Retry-After": "5"}
 
+    def audited(result: GenerationResult | None, outcome: str, detail: str | None = None):
+        audit("generate", inputs=body, outputs={"text": result.text} if result else None,
+              tokens=result.metrics.generated_tokens if result else None,
+              latency_ms=round(result.metrics.total_s * 1000, 1) if result else None, outcome=outcome, detail=detail)
+
     if not stream:
         result = first if isinstance(first, GenerationResult) else None
         if result is None:
             try:
                 result = next(item for item in items if isinstance(item, GenerationResult))
             except EngineError as exc:
+                audited(None, "error", str(exc))
                 return jsonify(error=str(exc)), 500
+        audited(result, "success")
         return jsonify(text=result.text, finish_reason=result.finish_reason, metrics=result.metrics.as_dict())
 
     def events():
+        result, outcome, detail = None, "cancelled", None
         try:
             for item in _chain(first, items):
                 if isinstance(item, GenerationResult):
+                    result, outcome = item, "success"
                     yield sse("done", {"text": item.text, "finish_reason": item.finish_reason,
                                        "metrics": item.metrics.as_dict()})
                 else:
                     yield sse("token", {"text": item})
         except EngineError as exc:
+            outcome, detail = "error", str(exc)
             yield sse("error", {"error": str(exc)})
         finally:
             items.close()
+            audited(result, outcome, detail)
 
     return Response(stream_with_context(events()), mimetype="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -16,6 +16,14 @@ def parse_sse(body: str) -> list[tuple[str, dict]]:
     return events
 
 
+@pytest.fixture
+def client(app, tokens):
+    """A clinician's API client."""
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {tokens['clinician']}"
+    return client
+
+
 def test_health_reports_the_model(client):
     response = client.get("/health")
     assert response.status_code == 200
@@ -30,7 +38,9 @@ def test_health_without_a_model_is_503(tmp_path):
     response = app.test_client().get("/health")
     assert response.status_code == 503
     assert "copilot model prepare" in response.get_json()["error"]
-    assert app.test_client().post("/api/generate", json={"prompt": "x"}).status_code == 503
+    token = app.extensions["copilot.users"].add("doc", "clinician")
+    assert app.test_client().post("/api/generate", json={"prompt": "x"},
+                                  headers={"Authorization": f"Bearer {token}"}).status_code == 503
 
 
 def test_generate_streams_server_sent_events(client):
@@ -75,7 +85,7 @@ def test_oversized_body_is_refused(client):
     assert response.status_code == 413
 
 
-def test_production_server_streams_before_generation_ends(app):
+def test_production_server_streams_before_generation_ends(app, tokens):
     """Through waitress itself: the first token must arrive well before the last."""
     from waitress.server import create_server
 
@@ -85,7 +95,8 @@ def test_production_server_streams_before_generation_ends(app):
     try:
         connection = http.client.HTTPConnection("127.0.0.1", server.effective_port, timeout=120)
         connection.request("POST", "/api/generate", body=json.dumps({"prompt": "Counting: 1, 2, 3,", "max_new_tokens": 120}),
-                           headers={"Content-Type": "application/json"})
+                           headers={"Content-Type": "application/json",
+                                    "Authorization": f"Bearer {tokens['clinician']}"})
         response = connection.getresponse()
         assert response.status == 200
         arrivals = []

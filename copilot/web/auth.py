@@ -1,0 +1,116 @@
+"""Who is calling: API bearer tokens, or a sidebar session (cookie) with CSRF protection.
+
+Every view that touches patient data is wrapped in ``require_role``. Unauthenticated calls get
+401 before any patient data is read; a known user without the role gets 403 (and an audit entry).
+"""
+
+from __future__ import annotations
+
+from functools import wraps
+from urllib.parse import urlsplit
+
+from flask import Blueprint, current_app, g, jsonify, redirect, render_template, request, url_for
+from flask_login import LoginManager, current_user, login_user, logout_user
+from flask_wtf.csrf import CSRFError, CSRFProtect
+
+from copilot.web import state
+
+bp = Blueprint("auth", __name__)
+login_manager = LoginManager()
+csrf = CSRFProtect()
+
+
+def init_app(app) -> None:
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    app.before_request(_authenticate)
+    app.register_error_handler(CSRFError, _csrf_error)
+
+
+@login_manager.user_loader
+def _load_user(name: str):
+    user = state.users().get(name)
+    return user if user is not None and user.is_active else None
+
+
+def _authenticate() -> None:
+    """Resolve the caller once per request; check CSRF for cookie-authenticated writes.
+
+    Bearer requests carry no ambient credential, so CSRF does not apply to them."""
+    g.user, g.auth = None, None
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer ":
+        g.user = state.users().by_token(header[7:].strip())
+        g.auth = "bearer" if g.user else "bad-token"
+        return
+    if current_user.is_authenticated:
+        g.user, g.auth = current_user._get_current_object(), "session"
+        if request.endpoint == "qc_api.submit":  # the CSRF check reads the form: allow a batch-sized one
+            request.max_content_length = current_app.config["QC_JOB_MAX_BYTES"]
+    if request.method not in ("GET", "HEAD", "OPTIONS") and (g.user is not None or request.endpoint == "auth.login"):
+        csrf.protect()
+
+
+def wants_html() -> bool:
+    return not request.path.startswith(("/api/", "/cds-services")) and request.accept_mimetypes.accept_html
+
+
+def require_role(*roles: str):
+    def decorate(view):
+        @wraps(view)
+        def wrapped(*args, **kwargs):
+            if g.get("user") is None:
+                if wants_html():
+                    return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+                return (jsonify(error="authentication required" if g.get("auth") != "bad-token"
+                                else "invalid or revoked token"),
+                        401, {"WWW-Authenticate": 'Bearer realm="copilot"'})
+            if roles and g.user.role not in roles:
+                from copilot.web.auditing import record
+
+                record(f"denied:{request.endpoint}", outcome="denied", detail=f"role {g.user.role} not allowed")
+                return jsonify(error=f"role {g.user.role!r} may not do this; needs {' or '.join(roles)}"), 403
+            return view(*args, **kwargs)
+        return wrapped
+    return decorate
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site relative paths: a login page must not become an open redirect."""
+    if not target:
+        return url_for("sidebar.page")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return url_for("sidebar.page")
+    return target
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    error = None
+    if request.method == "POST":
+        name = request.form.get("username", "").strip()
+        user = state.users().check_login(name, request.form.get("password", ""))
+        if user is not None:
+            login_user(user)
+            return redirect(_safe_next(request.form.get("next")))
+        error = "Unknown user name or wrong password."
+    return render_template("login.html", error=error, next=request.args.get("next", "")), (401 if error else 200)
+
+
+@bp.post("/logout")
+def logout():
+    logout_user()
+    return redirect(url_for("auth.login"))
+
+
+@bp.get("/api/me")
+@require_role()
+def me():
+    return jsonify(name=g.user.name, role=g.user.role)
+
+
+def _csrf_error(exc: CSRFError):
+    if request.path.startswith("/api/") or not request.accept_mimetypes.accept_html:
+        return jsonify(error=f"CSRF check failed: {exc.description}"), 400
+    return render_template("login.html", error="Your form expired; please sign in again.", next=""), 400

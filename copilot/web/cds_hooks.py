@@ -1,0 +1,77 @@
+"""CDS Hooks 2.0 endpoints for the EHR: discovery and the two services of copilot/cds/services.yaml.
+
+GET  /cds-services        discovery; no authentication (it names services, never patient data)
+POST /cds-services/<id>   patient-view (QC summary of the record) or order-sign (medication safety of
+                          the draft orders); a bearer token with role clinician or admin (the EHR's
+                          service account); answers {"cards": [...]}
+"""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from copilot.cds import cards, orders
+from copilot.cds.hook_request import FHIR_ID, HookError, parse, to_record
+from copilot.cds.services import catalogue
+from copilot.web import state
+from copilot.web.auditing import record as audit
+from copilot.web.auth import require_role
+from copilot.web.qc_api import InputError, cited, elapsed_ms, error, parse_json, too_large
+
+bp = Blueprint("cds_hooks", __name__, url_prefix="/cds-services")
+bp.register_error_handler(RequestEntityTooLarge, too_large)
+
+JSON_TYPES = frozenset({"application/json", "application/fhir+json"})
+# A patient-view prefetch carries the patient's notes, so it may exceed the app-wide request limit.
+DEFAULT_MAX_BYTES = 16 * 1024 * 1024
+
+
+@bp.get("")
+def discovery():
+    return jsonify(services=[service.discovery() for service in catalogue().services])
+
+
+@bp.post("/<service_id>")
+@require_role("clinician", "admin")
+def call(service_id: str):
+    started = time.perf_counter()
+    service = catalogue().get(service_id)
+    if service is None:
+        return error(404, f"no CDS service {service_id!r}; GET /cds-services lists them")
+    if request.mimetype not in JSON_TYPES:
+        return error(415, f"unsupported content type {request.mimetype or '(none)'!r}; send application/json")
+    request.max_content_length = current_app.config.get("CDS_MAX_BYTES", DEFAULT_MAX_BYTES)
+    raw = request.get_data(cache=False)
+    action = f"cds:{service.id}"
+    patient_ref = None
+    try:
+        data = parse_json(raw, request.mimetype_params.get("charset"))
+        patient_ref = _patient_ref(data)
+        hook = parse(data, service)
+        engine = state.qc_engine()
+        if service.copilot.mode == "draft_orders":
+            drafts = orders.draft_orders(hook, engine.graph)
+            pairs = orders.involved(engine, to_record(hook), drafts, service.copilot.categories) if drafts else []
+            findings = [f for f, _ in pairs]
+            answer = cards.order_cards(pairs, drafts, service, catalogue())
+        else:
+            findings = [f for f in engine.check(to_record(hook)) if f["category"] in service.copilot.categories]
+            answer = cards.record_summary_cards(findings, service, catalogue())
+    except (InputError, HookError) as exc:
+        status = getattr(exc, "status", 400)
+        audit(action, patient_ref=patient_ref, inputs=raw, outcome="error", latency_ms=elapsed_ms(started),
+              detail=f"rejected: {status}")
+        return error(status, str(exc))
+    body = {"cards": answer}
+    audit(action, patient_ref=patient_ref, inputs=raw, outputs=body, sources=cited(findings),
+          latency_ms=elapsed_ms(started))
+    return jsonify(body)
+
+
+def _patient_ref(data: object) -> str | None:
+    context = data.get("context") if isinstance(data, dict) else None
+    patient_id = context.get("patientId") if isinstance(context, dict) else None
+    return f"Patient/{patient_id}" if isinstance(patient_id, str) and FHIR_ID.match(patient_id) else None
