@@ -331,7 +331,7 @@ def main(argv=None) -> int:
                     "note_300_words_s": round(run["ttft_s"] + (note_tokens - 1) / run["decode_tokens_per_s"], 2),
                     "peak_rss_mb": round(measured["peak_rss_mb"], 1), "weights_bytes": measured["weights_bytes"],
                     "bytes_read_per_token": per_token,
-                    "roofline_fraction": round(run["decode_tokens_per_s"] / ceiling, 3)})
+                    "roofline_fraction": float(f"{run['decode_tokens_per_s'] / ceiling:.3g}")})
         if plan["model"] == settings.model_name and not args.no_prompt_lookup:
             spec = {"kind": "prompt-lookup", "backend": "openvino-int8 prompt lookup", "model": plan["model"],
                     "checkpoint": plan["checkpoint"], "path": plan["openvino"]["int8"],
@@ -342,7 +342,7 @@ def main(argv=None) -> int:
     print(f"memory read bandwidth (end): {final:.1f} GB/s", file=sys.stderr)
     if final > bandwidth:
         for run in results["runs"]:
-            run["roofline_fraction"] = round(run["roofline_fraction"] * bandwidth / final, 3)
+            run["roofline_fraction"] = float(f"{run['roofline_fraction'] * bandwidth / final:.3g}")
         bandwidth = final
     results["machine"]["memory_bandwidth_gbs"] = round(bandwidth, 2)
     results["settings"]["note_300_words_tokens_per_word"] = round(per_word, 3)

@@ -76,6 +76,8 @@ def cmd_serve(args) -> int:
     from copilot.web import create_app
 
     config = {"PROMPT_LOOKUP": args.prompt_lookup}
+    if args.inference_threads is not None:
+        config["INFERENCE_THREADS"] = args.inference_threads
     if args.model_dir:
         config["MODEL_DIR"] = args.model_dir
     from copilot.audit import AuditError
@@ -331,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--threads", type=int, default=8, help="HTTP worker threads (generation itself is queued)")
     serve.add_argument("--model-dir", help="exported OpenVINO model to serve (default: the prepared default)")
     serve.add_argument("--prompt-lookup", action="store_true", help="prompt-lookup (n-gram) decoding")
+    serve.add_argument("--inference-threads", type=int, default=None, metavar="N",
+                       help="cap the model's CPU threads, leaving cores for QC and the web tier "
+                            "(default: all cores, or $COPILOT_INFERENCE_THREADS)")
     serve.set_defaults(func=cmd_serve)
 
     kb = commands.add_parser("knowledge", help="build, check and search the cited knowledge base",

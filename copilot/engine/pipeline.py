@@ -105,7 +105,9 @@ _DONE = object()
 class Engine:
     def __init__(self, model_dir: str | Path, device: str = "CPU", max_queue: int = 16,
                  prompt_lookup: bool = False, cache_dir: str | Path | None = None,
-                 num_assistant_tokens: int = 5, max_ngram_size: int = 3):
+                 num_assistant_tokens: int = 5, max_ngram_size: int = 3, inference_threads: int = 0):
+        """``inference_threads`` caps OpenVINO's CPU threads (0: all cores), leaving cores to the
+        web tier so rule-based QC stays fast while notes are generated."""
         model_dir = Path(model_dir)
         if not (model_dir / "openvino_model.xml").is_file():
             raise EngineError(f"no exported model at {model_dir}; run `copilot model prepare` first")
@@ -114,6 +116,8 @@ class Engine:
             properties["CACHE_DIR"] = str(cache_dir)
         if prompt_lookup:
             properties["prompt_lookup"] = True
+        if inference_threads:
+            properties["INFERENCE_NUM_THREADS"] = int(inference_threads)
         started = time.monotonic()
         self.pipeline = openvino_genai.LLMPipeline(str(model_dir), device, **properties)
         self.load_s = time.monotonic() - started

@@ -26,6 +26,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.update(
         MODEL_DIR=str(settings.model_dir()),
         PROMPT_LOOKUP=False,
+        INFERENCE_THREADS=int(os.environ.get("COPILOT_INFERENCE_THREADS", "0")),
         MAX_QUEUE=settings.max_queue,
         MAX_CONTENT_LENGTH=2 * 1024 * 1024,
         QC_JOB_MAX_BYTES=int(os.environ.get("COPILOT_QC_JOB_MAX_BYTES", 256 * 1024 * 1024)),
@@ -94,6 +95,7 @@ def _load_engine(app: Flask):
             app.config["MODEL_DIR"],
             max_queue=app.config["MAX_QUEUE"],
             prompt_lookup=app.config["PROMPT_LOOKUP"],
+            inference_threads=app.config["INFERENCE_THREADS"],
             cache_dir=Path(app.instance_path) / "cache" / "openvino",
         )
     except EngineError as exc:
