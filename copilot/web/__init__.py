@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import threading
 from pathlib import Path
 
 from flask import Flask, request
 
 from copilot.config import Settings
+from knowledge.snapshot import NoSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +63,28 @@ def create_app(config: dict | None = None) -> Flask:
         app.register_blueprint(module.bp)
     qc_api.init_app(app)
     app.after_request(_security_headers)
+    app.register_error_handler(NoSnapshot, _no_knowledge)
+    if not app.testing:
+        threading.Thread(target=_warm_up, args=(app,), name="draft-warm-up", daemon=True).start()
     return app
+
+
+def _warm_up(app: Flask) -> None:
+    """Load the knowledge graph and retrieval index (embedder included) now, not during the first
+    clinician's draft (about 9 s on two cores)."""
+    from copilot.web import draft
+
+    try:
+        with app.app_context():
+            draft._drafter()
+    except Exception as exc:  # no knowledge snapshot yet: the first draft will say so
+        log.warning("drafting warm-up skipped: %s", exc)
+
+
+def _no_knowledge(exc: NoSnapshot):
+    from flask import jsonify
+
+    return jsonify(error=f"{exc} (the service needs its knowledge base to draft or check records)"), 503
 
 
 def _secret_key(home: Path) -> str:

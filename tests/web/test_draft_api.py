@@ -70,3 +70,16 @@ def test_prompt_injection_in_the_transcript_is_data(client, auth):
 def test_note_types_listed(client, auth):
     types = client.get("/api/draft/note-types", headers=auth("clinician")).get_json()
     assert types["soap"]["sections"][0]["id"] == "chief_complaint"
+
+
+def test_no_knowledge_base_is_a_clear_503(embedded_engine, tmp_path):
+    from copilot.web import create_app
+
+    app = create_app({"TESTING": True, "COPILOT_HOME": str(tmp_path), "ENGINE": embedded_engine})
+    token = app.extensions["copilot.users"].add("doc", "clinician")
+    headers = {"Authorization": f"Bearer {token}"}
+    client = app.test_client()
+    for path, body in (("/api/draft", {"transcript": TRANSCRIPT}), ("/api/qc", {"text": "Chief complaint: cough."})):
+        response = client.post(path, json=body, headers=headers)
+        assert response.status_code == 503 and "copilot knowledge build" in response.get_json()["error"]
+    app.extensions["copilot.qc_jobs"].stop()
