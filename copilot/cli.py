@@ -413,6 +413,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_audit(commands)
 
+    from finetune.cli import register as register_finetune
+
+    register_finetune(commands)
+
     gen = commands.add_parser("generate", help="generate one answer in the terminal, streamed",
                               description="Stream one generation to stdout; metrics go to stderr as JSON.")
     gen.add_argument("text", help="the user message (or raw prompt with --raw)")
