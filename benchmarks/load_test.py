@@ -2,8 +2,8 @@
 
 Starts `copilot serve` on a free local port with a scratch COPILOT_HOME (the prepared models
 and knowledge are linked in, so the real instance's audit log is untouched), or targets
---url. N clients run for --duration seconds, each choosing QC (one record) or a draft at the
-given mix; then a burst of bad requests (oversized, malformed JSON, wrong content type, a
+--url. N clients run for --duration seconds, each either sending QC requests (one record at a
+time) or drafting notes, at the given mix of clients (default 16 QC, 4 drafting); then a burst of bad requests (oversized, malformed JSON, wrong content type, a
 prompt injection inside a note). Reports latency percentiles, status counts, 5xx, and checks
 that every request that touched patient data has its audit entry and that the chain verifies.
 
@@ -218,7 +218,8 @@ def main() -> int:
                         help="prepared instance whose models and knowledge are used (default $COPILOT_HOME or ./instance)")
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--duration", type=float, default=120.0, help="seconds of load (default 120)")
-    parser.add_argument("--qc-share", type=float, default=0.8, help="share of requests that are QC (default 0.8)")
+    parser.add_argument("--qc-share", type=float, default=0.8,
+                        help="share of the clients that send QC; the others draft notes (default 0.8)")
     parser.add_argument("--sections", default="", help="comma-separated draft sections (default: the whole note)")
     parser.add_argument("--threads", type=int, default=24, help="server HTTP threads when started here")
     parser.add_argument("--serve-arg", action="append", default=[], metavar="ARG",
@@ -239,16 +240,20 @@ def main() -> int:
     records, transcripts = load_inputs()
     rng = random.Random(args.seed)
     stats = Stats()
-    stop_at = time.monotonic() + args.duration
     sections = [s for s in args.sections.split(",") if s] or None
 
+    qc_clients = round(args.clients * args.qc_share)
+
     def client_loop(index: int):
+        """Each client plays one role: a QC caller (one record after another) or a clinician who
+        drafts note after note. A draft lasts minutes and a QC call milliseconds, so mixing per
+        request would end with every client inside a draft."""
         local = random.Random(rng.random() + index)
         headers = {"Authorization": f"Bearer {tokens['clinician']}"}
-        with httpx.Client(base_url=url, headers=headers, timeout=httpx.Timeout(300, connect=10)) as client:
+        with httpx.Client(base_url=url, headers=headers, timeout=httpx.Timeout(900, connect=10)) as client:
             while time.monotonic() < stop_at:
                 try:
-                    if local.random() < args.qc_share:
+                    if index < qc_clients:
                         qc_call(client, local.choice(records), stats)
                     else:
                         draft_call(client, local.choice(transcripts), stats, sections)
@@ -256,9 +261,15 @@ def main() -> int:
                     stats.add("transport", 0)
                     stats.error(f"transport: {exc!r}")
 
-    print(f"load: {args.clients} clients for {args.duration:.0f} s against {url} "
-          f"({args.qc_share:.0%} QC)", file=sys.stderr, flush=True)
+    warm = Stats()  # the first QC call and draft load engines and indexes; not part of the figures
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {tokens['clinician']}"}, timeout=600) as client:
+        qc_call(client, records[0], warm)
+        draft_call(client, transcripts[0], warm, ["chief_complaint"])
+    stats.audited.update(warm.audited)
+    print(f"load: {args.clients} clients ({qc_clients} QC, {args.clients - qc_clients} drafting) for "
+          f"{args.duration:.0f} s against {url}", file=sys.stderr, flush=True)
     started = time.monotonic()
+    stop_at = started + args.duration
     threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(args.clients)]
     for t in threads:
         t.start()

@@ -24,6 +24,7 @@ from copilot.records.model import Record
 HERE = Path(__file__).parent
 CONTEXT_CHARS = 3600
 KNOWLEDGE_KINDS = {"passage", "drug", "interaction"}
+SECTION_WAIT_S = 600.0  # a note that has started is finished, even when the engine queue is full
 TURN_MARKERS = ("[doctor]", "[patient]")  # a model that starts writing dialogue has stopped writing the note
 
 
@@ -102,7 +103,7 @@ class Drafter:
         metrics = Metrics()
         yield "start", {"note_type": request.note_type, "sections": [{"id": s["id"], "title": s["title"]} for s in sections]}
         done_sections, citations, seen = [], [], set()
-        for section in sections:
+        for first, section in zip([True] + [False] * len(sections), sections):
             excerpts = context.select(section["query"], CONTEXT_CHARS)
             references = self._references(section, excerpts) if section.get("knowledge") else []
             yield "section_start", {"section": section["id"], "title": section["title"]}
@@ -111,7 +112,13 @@ class Drafter:
             if lead:
                 yield "token", {"section": section["id"], "text": lead}
             result = None
-            for item in self.engine.stream(self._request(spec, section, excerpts, references, request), cancel):
+            # The engine sets the event it is given when a stream ends, so each section gets its own,
+            # tied to the draft's.
+            section_cancel = threading.Event()
+            generation = self._request(spec, section, excerpts, references, request)
+            for item in self.engine.stream(generation, section_cancel, wait_s=0 if first else SECTION_WAIT_S):
+                if cancel is not None and cancel.is_set():
+                    section_cancel.set()
                 if isinstance(item, GenerationResult):
                     result = item
                     break
@@ -135,7 +142,7 @@ class Drafter:
                      "citations": [c["id"] for c in used]}
             done_sections.append(entry)
             yield "section_end", entry
-            if result is not None and result.finish_reason == "cancelled":
+            if (result is not None and result.finish_reason == "cancelled") or (cancel is not None and cancel.is_set()):
                 break
         note = "\n\n".join(f"{s['title']}\n\n{s['text']}" for s in done_sections)
         flat = []

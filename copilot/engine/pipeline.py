@@ -140,12 +140,19 @@ class Engine:
     def count_tokens(self, text: str) -> int:
         return int(self.tokenizer.encode(text, add_special_tokens=False).input_ids.get_shape()[-1])
 
-    def stream(self, request: GenerationRequest, cancel: threading.Event | None = None) -> Iterator[str | GenerationResult]:
-        """Yield text pieces in order, then one GenerationResult. Closing the iterator cancels."""
+    def stream(self, request: GenerationRequest, cancel: threading.Event | None = None,
+               wait_s: float = 0.0) -> Iterator[str | GenerationResult]:
+        """Yield text pieces in order, then one GenerationResult. Closing the iterator cancels.
+
+        A full queue refuses at once (EngineBusy), unless ``wait_s`` allows waiting for a place:
+        work already admitted, such as the later sections of a note, waits rather than fails."""
         request.validate()
         job = _Job(request, cancel or threading.Event(), queue.Queue(), time.monotonic())
         try:
-            self._jobs.put_nowait(job)
+            if wait_s > 0:
+                self._jobs.put(job, timeout=wait_s)
+            else:
+                self._jobs.put_nowait(job)
         except queue.Full:
             raise EngineBusy("the engine queue is full; try again shortly") from None
         try:

@@ -67,3 +67,12 @@ def test_cancel_stops_between_tokens(drafter):
                 cancel.set()
         last = event
     assert last == "done" and seen < 40
+
+
+def test_every_section_is_drafted(drafter):
+    """The engine sets the cancel event it is handed when a stream ends; a later section must
+    not inherit that and come back empty."""
+    done = list(drafter.draft(DraftRequest(transcript=TRANSCRIPT, sections=["chief_complaint", "hpi", "assessment_plan"],
+                                           max_new_tokens=24)))[-1][1]
+    assert len(done["sections"]) == 3
+    assert all(len(s["text"]) > 10 for s in done["sections"]), [s["text"] for s in done["sections"]]
