@@ -215,26 +215,42 @@ def _expand(pattern: str, macros: dict[str, str]) -> str:
     raise ConfigError(f"macros nest too deeply in {pattern[:60]!r}")
 
 
-def _knowledge_drug_terms(relative: str | None) -> frozenset[str]:
-    """Generic, brand and synonym names of the knowledge base's drugs (not PHI, often capitalised)."""
-    if not relative:
-        return frozenset()
+def _project_file(relative: str) -> Path | None:
     spec = importlib.util.find_spec("knowledge")
     if spec is None or not spec.submodule_search_locations:
-        log.warning("knowledge package not importable; drug names are not excluded from name guesses")
-        return frozenset()
+        log.warning("knowledge package not importable; %s is not excluded from name guesses", relative)
+        return None
     path = Path(list(spec.submodule_search_locations)[0]).parent / relative
     if not path.is_file():
-        log.warning("%s not found; drug names are not excluded from name guesses", path)
-        return frozenset()
+        log.warning("%s not found; its terms are not excluded from name guesses", path)
+        return None
+    return path
+
+
+def _knowledge_terms(files: list[str], whole_only: list[str]) -> frozenset[str]:
+    """Clinical vocabulary that is not PHI though often capitalised: every generic, brand and
+    synonym of the knowledge base's drugs and drug classes (and their longer words), and the
+    diagnosis lexicon's terms (whole terms only: "Parkinson" in "Parkinson disease" stays a
+    possible surname)."""
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader) or {}
     terms: set[str] = set()
-    for item in data.get("items", []):
-        for name in [item.get("name"), *(item.get("brands") or []), *(item.get("synonyms") or [])]:
-            if isinstance(name, str):
-                terms.add(name.lower())
-                terms.update(w.lower() for w in WORD.findall(name) if len(w) > 3)
+    for relative in files:
+        path = _project_file(relative)
+        if path is None:
+            continue
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader) or {}
+        for item in data.get("items", []):
+            for name in [item.get("name"), *(item.get("brands") or []), *(item.get("synonyms") or [])]:
+                if isinstance(name, str):
+                    terms.add(name.lower())
+                    terms.update(w.lower() for w in WORD.findall(name) if len(w) > 3)
+    for relative in whole_only:
+        path = _project_file(relative)
+        if path is None:
+            continue
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader) or {}
+        for entry in data.get("conditions", []):
+            terms.update(t.lower() for t in entry.get("terms", []) if isinstance(t, str) and " " in t)
     return frozenset(terms)
 
 
@@ -284,7 +300,8 @@ def build_lexicon(data: dict, nlp, base: Path) -> Lexicon:
         given_names=given,
         stop_words=frozenset(w.lower() for w in nlp.Defaults.stop_words),
         english_words=_english_words(nlp),
-        clinical_terms=_knowledge_drug_terms(data.get("knowledge_drug_file")),
+        clinical_terms=_knowledge_terms(list(data.get("knowledge_term_files") or []),
+                                        list(data.get("knowledge_whole_term_files") or [])),
         medical_suffixes=tuple(sorted(_words(data.get("medical_suffixes")), key=len, reverse=True)),
         drug_cues=_words(data.get("drug_cues")),
     )

@@ -319,3 +319,18 @@ def test_benchmark_writes_a_report_without_phi(scrubber, monkeypatch, tmp_path, 
     assert report["speed"]["aci_bench"]["texts"] == 1 and report["speed"]["aci_bench"]["scrub"]["mean_s"] > 0
     assert "Alvarez" not in out.read_text() and "gloria" not in out.read_text()
     assert "micro" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("text", [
+    "Alpha-glucosidase inhibitors such as acarbose lower postprandial glucose.",
+    "Bisphosphonates can cause osteonecrosis of the jaw.",
+    "Proton pump inhibitors and H2 receptor antagonists both reduce gastric acid.",
+])
+def test_drug_classes_are_not_names_or_places(scrubber, text):
+    """Knowledge-graph QA states facts about drug classes; scrubbing them would teach nonsense."""
+    assert scrubber.scrub(text).text == text
+
+
+def test_an_eponymous_surname_is_still_a_name(scrubber):
+    result = scrubber.scrub("Mr. John Parkinson was seen today for Parkinson disease.")
+    assert "John Parkinson" not in result.text and "Parkinson disease" in result.text
