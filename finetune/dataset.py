@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from copilot.config import Settings
+from copilot.files import sha256_file
 from finetune.chat_format import encode_example
 from finetune.config import FinetuneConfig
 from finetune.gate import Gate
@@ -56,14 +57,6 @@ class SourceOptions:
 
 class DatasetError(RuntimeError):
     pass
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _files_entry(paths: list[Path]) -> list[dict]:

@@ -62,6 +62,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
+from copilot.files import fsync_dir, write_atomically
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -263,26 +265,6 @@ def _validated(user, role, action, patient_ref, model_id, model_version, knowled
     }
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
 class AuditLog:
     """The audit log at ``path``; one instance may be shared by every thread of a process.
 
@@ -378,7 +360,7 @@ class AuditLog:
                 os.close(fd)
             try:
                 os.link(tmp, self.key_path)  # fails if another process created the key first; theirs wins
-                _fsync_dir(self.key_path.parent)
+                fsync_dir(self.key_path.parent)
             except FileExistsError:
                 pass
             finally:
@@ -432,7 +414,7 @@ class AuditLog:
                         return
                     if current[0] >= seq:
                         return
-                _write_atomically(self.head_path, canonical_json({"seq": seq, "hash": digest}) + b"\n")
+                write_atomically(self.head_path, canonical_json({"seq": seq, "hash": digest}) + b"\n")
             finally:
                 fcntl.flock(lock_file, fcntl.LOCK_UN)
 

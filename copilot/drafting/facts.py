@@ -14,6 +14,9 @@ from pathlib import Path
 
 import yaml
 
+from copilot.qc.text import WORD as _WORD
+from copilot.qc.text import longest_matches
+
 DATA = Path(__file__).parent / "data"
 
 _UNITS = {
@@ -40,7 +43,6 @@ _SMALL = {w: str(i) for i, w in enumerate("zero one two three four five six seve
 _SMALL_WORD = re.compile(r"\b(" + "|".join(_SMALL) + r")\b", re.I)
 _SPOKEN_BP = re.compile(r"\b(\d) (\d\d) over (\d+)\b")
 _OVER = re.compile(r"\b(\d+) over (\d+)\b")
-_WORD = re.compile(r"[A-Za-z0-9]+(?:'[A-Za-z]+)?")
 
 
 @dataclass(frozen=True)
@@ -95,21 +97,6 @@ def _diagnoses() -> _Lexicon:
     return _Lexicon(terms, max(len(k.split()) for k in terms), zh, pattern)
 
 
-def _ngram_matches(text: str, terms: dict[str, str], longest: int):
-    """Longest dictionary match at each word: linear in the text whatever the vocabulary size."""
-    words = [(m.start(), m.end(), m.group().lower()) for m in _WORD.finditer(text)]
-    i = 0
-    while i < len(words):
-        for n in range(min(longest, len(words) - i), 0, -1):
-            found = terms.get(" ".join(w for _, _, w in words[i:i + n]))
-            if found:
-                yield words[i][0], words[i + n - 1][1], found
-                i += n
-                break
-        else:
-            i += 1
-
-
 def extract_facts(text: str, graph=None) -> list[Fact]:
     """Facts in ``text`` with offsets into it. Without a knowledge graph, drugs are not found."""
     facts: list[Fact] = []
@@ -125,7 +112,7 @@ def extract_facts(text: str, graph=None) -> list[Fact]:
         for start, end, generic in find_names(text, graph):
             add("drug", start, end, f"drug:{generic.lower()}")
     lexicon = _diagnoses()
-    for start, end, condition in _ngram_matches(text, lexicon.terms, lexicon.longest):
+    for start, end, condition in longest_matches(text, lexicon.terms, lexicon.longest):
         if not _overlaps(start, end, taken):
             add("diagnosis", start, end, f"diagnosis:{condition}")
     if lexicon.zh is not None and not text.isascii():

