@@ -66,7 +66,8 @@ def audit_log():
 
 
 def model_info() -> dict:
-    """Model id and version for the audit log and responses (the export manifest's fingerprint)."""
+    """Model id and version for the audit log and responses: the export manifest's name, and its
+    weight format with the source fingerprint (a re-export of other weights is a new version)."""
     import json
 
     from copilot.engine.prepare import MANIFEST
@@ -79,8 +80,6 @@ def model_info() -> dict:
         manifest_file = Path(eng.model_dir) / MANIFEST
         manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
         return {"id": manifest.get("name", Path(eng.model_dir).parent.name),
-                "version": "{}:{}".format(manifest.get("weight_format", "?"),
-                                          str(manifest.get("source_fingerprint") or manifest.get("fingerprint") or "")[:16]),
-                "weight_format": manifest.get("weight_format")}
+                "version": f"{manifest.get('weight_format', 'unknown')}:{str(manifest.get('source_fingerprint', ''))[:16]}"}
 
     return _lazy("copilot.model_info", build)
