@@ -56,3 +56,21 @@ def run_qc(qc_engine):
         return qc_engine.check(record_from_json(data))
 
     return run
+
+
+@pytest.fixture
+def paced_records(monkeypatch):
+    """Each batch record takes at least 2 ms: a job of thousands of small records would otherwise
+    finish between two progress polls on an idle machine, and the tests of stopping, cancelling
+    and resuming a job mid-way would test nothing."""
+    import time
+
+    from copilot.qc import batch
+
+    check = batch._check
+
+    def paced(loaded):
+        time.sleep(0.002)
+        return check(loaded)
+
+    monkeypatch.setattr(batch, "_check", paced)

@@ -47,7 +47,7 @@ def store(tmp_path) -> JobStore:
 
 
 @pytest.fixture
-def runners(store, shipped_home):
+def runners(store, shipped_home, paced_records):
     started = []
 
     def make(**kwargs) -> JobRunner:
