@@ -74,3 +74,16 @@ def paced_records(monkeypatch):
         return check(loaded)
 
     monkeypatch.setattr(batch, "_check", paced)
+
+
+def wait_for(predicate, timeout: float = 90.0):
+    """Poll until ``predicate`` returns something true (and return it), or fail."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")

@@ -6,13 +6,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import time
 
 import pytest
 
 from copilot.qc.batch import run_batch
 from copilot.qc.jobs import INPUT, RESULTS, STATE, JobError, JobRunner, JobStore, JobTooLarge
-from tests.qc.conftest import NOTE, make_record
+from tests.qc.conftest import NOTE, make_record, wait_for
 
 DEFECT = NOTE.replace("lisinopril 20 mg daily", "lisinopril 20 mg QD")
 
@@ -25,16 +24,6 @@ def jsonl(count: int, bad_every: int = 0) -> bytes:
         else:
             lines.append(json.dumps(make_record(DEFECT if index % 2 else NOTE, id=f"r{index:05d}")))
     return ("\n".join(lines) + "\n").encode()
-
-
-def wait_for(predicate, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 def result_ids(store: JobStore, job_id: str) -> list[str]:

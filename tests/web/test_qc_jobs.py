@@ -12,7 +12,7 @@ import pytest
 
 from copilot.audit import hash_payload
 from copilot.qc.jobs import RESULTS, STATE
-from tests.qc.conftest import NOTE, make_record, paced_records  # noqa: F401 (a fixture)
+from tests.qc.conftest import NOTE, make_record, paced_records, wait_for  # noqa: F401 (a fixture)
 
 DEFECT = NOTE.replace("lisinopril 20 mg daily", "lisinopril 20 mg QD")
 DEVSET = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "qc_devset.jsonl"
@@ -40,16 +40,6 @@ def jobs_app(app, paced_records):
 @pytest.fixture
 def api(jobs_app, client):
     return client
-
-
-def wait_for(predicate, timeout: float = 90.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 def submit(api, headers, data: bytes, content_type: str = NDJSON):
