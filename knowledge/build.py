@@ -196,13 +196,13 @@ def build(home: Path, sources: Path = SOURCES, with_index: bool = True,
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
         if with_index:
             progress(f"indexing {len(items)} items for retrieval")
-            retrieval.build_index(items, staging / "index")
+            retrieval.build_index(items, staging / "index", cache=home / "knowledge" / "embeddings")
         counts: dict[str, int] = {}
         for item in items:
             counts[item.kind] = counts.get(item.kind, 0) + 1
         manifest = {"id": sid, "format": SNAPSHOT_FORMAT, "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     "items": len(items), "kinds": counts, "retired": sum(i.status == "retired" for i in items),
-                    "index": with_index, "embedder": retrieval.EMBEDDER_NAME,
+                    "index": with_index, "embedder": retrieval.EMBEDDER_NAME, "sources": str(Path(sources).resolve()),
                     "files": sorted({entry.file for entry in located})}
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
         if target.exists():

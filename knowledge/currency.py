@@ -13,7 +13,7 @@ import os
 import time
 from pathlib import Path
 
-from knowledge.build import build, read_retirements
+from knowledge.build import SOURCES, build, read_retirements
 from knowledge.snapshot import Snapshot
 
 
@@ -22,6 +22,10 @@ def retire(home: Path, item_id: str, reason: str, by: str | None = None, progres
     if not reason:
         raise ValueError("a retirement needs a reason")
     snapshot = Snapshot.current(home)
+    sources = Path(snapshot.manifest.get("sources") or SOURCES)  # rebuild from what the snapshot was built from
+    if not sources.is_dir():
+        raise ValueError(f"the sources snapshot {snapshot.id} was built from are gone ({sources}); "
+                         "rebuild with `copilot knowledge build` first")
     item = snapshot.items.get(item_id)
     if item is None:
         raise KeyError(f"no item {item_id!r} in snapshot {snapshot.id}")
@@ -30,7 +34,7 @@ def retire(home: Path, item_id: str, reason: str, by: str | None = None, progres
     if any(r["id"] == item_id for r in read_retirements(home)):
         raise ValueError(f"{item_id} already has a retirement record")
     record = {"id": item_id, "version": item.version, "reason": reason,
-              "by": by or os.environ.get("SUDO_USER") or getpass.getuser(),
+              "by": by or getpass.getuser(),
               "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     log = home / "knowledge" / "retirements.jsonl"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -38,5 +42,5 @@ def retire(home: Path, item_id: str, reason: str, by: str | None = None, progres
         out.write(json.dumps(record, ensure_ascii=False) + "\n")
         out.flush()
         os.fsync(out.fileno())
-    snapshot_path = build(home, with_index=snapshot.manifest.get("index", True), progress=progress)
+    snapshot_path = build(home, sources=sources, with_index=snapshot.manifest.get("index", True), progress=progress)
     return {**record, "snapshot": snapshot_path.name}

@@ -8,7 +8,7 @@ from knowledge.currency import retire
 from knowledge.graph import KnowledgeGraph
 from knowledge.retrieval import Retriever
 from knowledge.snapshot import Snapshot
-from tests.knowledge.conftest import MINI, write_sources
+from tests.helpers import MINI, write_sources
 
 
 @pytest.fixture
@@ -51,6 +51,7 @@ def test_retire_records_who_and_why_and_rebuilds(home):
     record = retire(home, "drug.cephalexin", "Local formulary removed it", by="dr.chen")
     new = Snapshot.current(home)
     assert record["snapshot"] == new.id != old.id
+    assert set(new.items) == set(old.items), "the rebuild must use the sources the snapshot came from"
     item = new.items["drug.cephalexin"]
     assert (item.status, item.retired_reason, item.retired_by) == ("retired", "Local formulary removed it", "dr.chen")
     assert new.get("drug.cephalexin", date(2026, 12, 1)) is None
