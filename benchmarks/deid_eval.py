@@ -24,10 +24,11 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from copilot.config import Settings  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "finetune" / "data" / "phi_eval.jsonl"
-ACI_CANDIDATES = [REPO.parent / "shared" / "datasets" / "aci-bench" / "valid.json",
-                  Path("/work/shared/datasets/aci-bench/valid.json")]
+ACI_CANDIDATES = [Settings().datasets_dir / "aci-bench" / "valid.json"]
 
 
 def load_set(path: Path = DATA) -> list[dict]:

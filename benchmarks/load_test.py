@@ -29,10 +29,12 @@ from pathlib import Path
 
 import httpx
 
+from copilot.config import Settings  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 DEVSET = REPO / "benchmarks" / "data" / "qc_devset.jsonl"
 SAMPLES = REPO / "copilot" / "web" / "samples"
-ACI_VALID = REPO.parent / "shared" / "datasets" / "aci-bench" / "valid.json"
+ACI_VALID = Settings().datasets_dir / "aci-bench" / "valid.json"
 
 
 def percentile(values: list[float], q: float) -> float | None:

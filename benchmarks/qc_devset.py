@@ -46,9 +46,11 @@ from pathlib import Path
 
 import yaml
 
+from copilot.config import Settings  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 KNOWLEDGE = ROOT / "knowledge" / "sources"
-DATASET_DIRS = [ROOT / "shared" / "datasets" / "aci-bench", Path("/work/shared/datasets/aci-bench")]
+DATASET_DIRS = [Settings().datasets_dir / "aci-bench"]
 CATEGORIES = ["completeness", "timeliness", "consistency", "medication_safety", "documentation", "coding"]
 DEFAULT_SEED = 20261101
 

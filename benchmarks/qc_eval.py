@@ -27,9 +27,10 @@ sys.path.insert(0, str(HERE.parent))
 
 import copilot.config  # noqa: E402,F401
 
-from copilot.qc.engine import CATEGORIES  # noqa: E402
+from copilot.config import Settings  # noqa: E402
+from copilot.qc.registry import CATEGORIES  # noqa: E402
 
-MEDEC = HERE.parent.parent / "shared" / "datasets" / "medec" / "ms-validation.csv"
+MEDEC = Settings().datasets_dir / "medec" / "ms-validation.csv"
 
 
 def precision_recall(engine, rows: list[dict]) -> dict:
@@ -132,11 +133,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from copilot.config import Settings
-    from copilot.qc.engine import QCEngine
+    from copilot.qc.runner import QCRunner
     from knowledge.snapshot import Snapshot
 
     settings = Settings()
-    engine = QCEngine(Snapshot.current(settings.home))
+    engine = QCRunner(Snapshot.current(settings.knowledge_dir))
     rows = [json.loads(line) for line in args.devset.read_text(encoding="utf-8").splitlines() if line.strip()]
     report = {"devset": str(args.devset), "records": len(rows), **precision_recall(engine, rows)}
     print(f"Planted-defect set: {len(rows)} records ({sum(1 for r in rows if not r['expected'])} clean)\n")
@@ -162,7 +163,7 @@ def main(argv=None) -> int:
             from copilot.engine.pipeline import Engine
             from copilot.qc.llm import ModelReviewer
 
-            reviewer = ModelReviewer(Engine(settings.model_dir()))
+            reviewer = ModelReviewer(Engine(settings.served_model_dir))
             with_model = medec_accuracy(engine, args.medec_limit, reviewer.review)
             report["medec_with_llm"] = with_model
             print(f"MEDEC error flag, rules + model: accuracy {with_model['accuracy']} on {with_model['texts']} texts "

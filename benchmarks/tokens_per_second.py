@@ -29,7 +29,7 @@ sys.path[:0] = [str(REPO), str(HERE)]
 import copilot.config  # noqa: E402,F401  (offline environment)
 from copilot.config import Settings  # noqa: E402
 
-DATASETS = REPO.parent / "shared" / "datasets"
+DATASETS = Settings().datasets_dir
 
 
 # --- prompts ---------------------------------------------------------------------------
@@ -201,7 +201,7 @@ def model_plans(args, settings: Settings) -> list[dict]:
         exported = {fmt: str(prepare(settings, weight_format=fmt, progress=lambda m: None).path) for fmt in formats}
         from copilot.engine.prepare import embedded_gguf
 
-        plans.append({"model": settings.model_name, "checkpoint": str(settings.checkpoint_dir()),
+        plans.append({"model": settings.model, "checkpoint": str(settings.checkpoint_dir()),
                       "openvino": exported, "gguf": str(embedded_gguf())})
     if args.synthetic_shape:
         import synthetic
@@ -332,7 +332,7 @@ def main(argv=None) -> int:
                     "peak_rss_mb": round(measured["peak_rss_mb"], 1), "weights_bytes": measured["weights_bytes"],
                     "bytes_read_per_token": per_token,
                     "roofline_fraction": float(f"{run['decode_tokens_per_s'] / ceiling:.3g}")})
-        if plan["model"] == settings.model_name and not args.no_prompt_lookup:
+        if plan["model"] == settings.model and not args.no_prompt_lookup:
             spec = {"kind": "prompt-lookup", "backend": "openvino-int8 prompt lookup", "model": plan["model"],
                     "checkpoint": plan["checkpoint"], "path": plan["openvino"]["int8"],
                     "new_tokens": 128 if args.quick else 256, "repeats": 2 if args.quick else 4}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -80,16 +79,20 @@ def _eval_args(parser: argparse.ArgumentParser) -> None:
                         help="which held-out pairs to draft (default: note = ACI-Bench dialogue -> note)")
 
 
-def register(subparsers) -> argparse.ArgumentParser:
-    """Add `finetune` with its actions to a `copilot` subparsers object."""
-    command = subparsers.add_parser(
+class FinetuneCommandError(RuntimeError):
+    """A stage could not run; the message says what is missing or wrong (exit status 2)."""
+
+
+def register(commands) -> None:
+    """Add `finetune` with its actions to the `copilot` command (the `copilot.commands` entry point)."""
+    command = commands.add_parser(
         "finetune", help="fine-tune a model on de-identified records (LoRA), export it, evaluate it",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Fine-tune the copilot's model on your own records: de-identification gate, dataset "
                     "(drafting pairs + knowledge-graph QA with citations), LoRA training, merge and OpenVINO "
                     "export, evaluation against the base model. Everything runs locally.",
         epilog=EPILOG)
-    actions = command.add_subparsers(dest="finetune_command", metavar="ACTION")
+    actions = command.add_subparsers(dest="action", metavar="ACTION")
     specs = {
         "prepare": ("de-identify and build the dataset", [_prepare_args]),
         "train": ("LoRA training with checkpoints and a loss curve", [_train_args]),
@@ -102,9 +105,8 @@ def register(subparsers) -> argparse.ArgumentParser:
         _common(action)
         for add in adders:
             add(action)
-        action.set_defaults(func=main_action, finetune_action=name)
-    command.set_defaults(func=lambda args: (command.print_help(), 2)[1])
-    return command
+        action.set_defaults(func=main_action)
+    command.set_defaults(user_errors=(FinetuneCommandError,))
 
 
 def _say(line: str) -> None:
@@ -112,7 +114,6 @@ def _say(line: str) -> None:
 
 
 def main_action(args) -> int:
-    from copilot.config import Settings
     from finetune.chat_format import ChatTemplateError
     from finetune.config import ConfigError, load_config
     from finetune.dataset import DatasetError
@@ -123,10 +124,10 @@ def main_action(args) -> int:
     from finetune.sources import SourceError
     from finetune.train import TrainError
 
-    action = args.finetune_action
+    action = args.action
     try:
         config = load_config(args.config)
-        settings = Settings()
+        settings = args.settings
         run = run_dir(settings, args.run_name or config.name, args.work_dir)
         stages = ["prepare", "train", "export", "eval"] if action == "run" else [action]
         timings = {}
@@ -143,8 +144,7 @@ def main_action(args) -> int:
             _say(f"pipeline finished in {report['total_seconds'] / 60:.1f} min: {timings}")
     except (ConfigError, MissingInput, DatasetError, SourceError, TrainError, ExportError, EvalError,
             ChatTemplateError, KGQAError) as exc:
-        print(f"copilot finetune {action}: error: {exc}", file=sys.stderr)
-        return 2
+        raise FinetuneCommandError(str(exc)) from None
     return 0
 
 
@@ -170,20 +170,3 @@ def _stage(stage: str, args, config, settings, run, run_all: bool) -> None:
 
         evaluate(config, settings, run, base_model=args.base, limit=args.limit, max_new_tokens=args.max_new_tokens,
                  perplexity_examples=args.perplexity_examples, task=args.task, progress=_say)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (`python -m finetune.cli ...`) until copilot/cli.py registers the command."""
-    import copilot.config  # noqa: F401  (offline environment before heavy imports)
-
-    parser = argparse.ArgumentParser(prog="copilot")
-    register(parser.add_subparsers(dest="command", metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -31,12 +31,6 @@ from finetune.sources import SourceError, read_aci_bench, read_mts_dialog, read_
 from finetune.split import TRAIN, VALIDATION, assign, bucket
 
 Progress = Callable[[str], None]
-REPO = Path(__file__).resolve().parents[1]
-
-
-def default_datasets_dir() -> Path:
-    return Path(os.environ.get("COPILOT_DATASETS", REPO.parent / "shared" / "datasets"))
-
 
 @dataclass
 class SourceOptions:
@@ -46,8 +40,8 @@ class SourceOptions:
     kgqa: bool = True
     public: bool = True  # use ACI-Bench / MTS-Dialog from the default folder when not given
 
-    def resolved(self) -> "SourceOptions":
-        root = default_datasets_dir()
+    def resolved(self, root: Path) -> "SourceOptions":
+        """Fill in ACI-Bench and MTS-Dialog from ``root`` (COPILOT_DATASETS) where not given."""
         aci, mts = self.aci_bench, self.mts_dialog
         if self.public:
             aci = aci or (root / "aci-bench" if (root / "aci-bench").is_dir() else None)
@@ -146,7 +140,7 @@ def collect(options: SourceOptions, gate: Gate, settings: Settings, config: Fine
         from finetune.kgqa import TEMPLATE_FILE, generate
 
         try:
-            snapshot = Snapshot.current(settings.home)
+            snapshot = Snapshot.current(settings.knowledge_dir)
         except NoSnapshot as exc:
             raise DatasetError(f"{exc} (or pass --no-kgqa to build without knowledge-graph QA)") from None
         raw = generate(KnowledgeGraph(snapshot), variants=config.data.kgqa_variants)
@@ -216,7 +210,7 @@ def prepare_dataset(config: FinetuneConfig, settings: Settings, run: RunDir, opt
     base = resolve_base(settings, base_model or config.base_model, config.export.weight_format)
     checkpoint = base.require_checkpoint()
     tokenizer = load_tokenizer(checkpoint)
-    options = options.resolved()
+    options = options.resolved(settings.datasets_dir)
     manifest: dict = {"created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "config": config.name,
                       "config_file": str(config.path) if config.path else None,
                       "base_model": {"name": base.name, "checkpoint": str(checkpoint)}, "sources": {}}

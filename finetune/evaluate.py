@@ -155,7 +155,7 @@ def _graph(settings: Settings):
     from knowledge.snapshot import NoSnapshot, Snapshot
 
     try:
-        return KnowledgeGraph(Snapshot.current(settings.home))
+        return KnowledgeGraph(Snapshot.current(settings.knowledge_dir))
     except NoSnapshot:
         return None
 

@@ -74,7 +74,7 @@ class RunDir:
 
 
 def run_dir(settings: Settings, run_name: str, work_dir: Path | None = None) -> RunDir:
-    return RunDir(Path(work_dir).expanduser().resolve() if work_dir else settings.home / "finetune" / run_name)
+    return RunDir(Path(work_dir).expanduser().resolve() if work_dir else settings.finetune_dir / run_name)
 
 
 @dataclass(frozen=True)
@@ -104,8 +104,8 @@ def resolve_base(settings: Settings, spec: str | Path | None, weight_format: str
     if looks_like_path:
         path = Path(spec).expanduser().resolve()
         command = f"copilot model prepare --model {path} --weight-format {weight_format}"
-        return BaseModel(path.name, path, settings.model_dir(path.name, weight_format), command)
-    exported = settings.model_dir(spec, weight_format)
+        return BaseModel(path.name, path, settings.export_dir(path.name, weight_format), command)
+    exported = settings.export_dir(spec, weight_format)
     checkpoint = settings.checkpoint_dir(spec)
     manifest = exported / MANIFEST
     if manifest.is_file():

@@ -37,25 +37,25 @@ def count_arg(text: str) -> int:
     return value
 
 
-def _open(command: str) -> AuditLog | int:
-    """The instance's log, or the exit status after saying why it cannot be opened."""
-    from copilot.config import Settings
+class AuditCommandError(RuntimeError):
+    """A usage or set-up problem (exit status 2); a log that fails verification exits 1 instead."""
 
+
+def _open(args) -> AuditLog | int:
+    """The instance's log, or exit status 1 after saying FAILED when its files contradict each other."""
     try:
-        return AuditLog.for_home(Settings().home, create=False)
+        return AuditLog.for_home(args.settings.home, create=False)
     except NoAuditLog as exc:
-        print(f"copilot audit {command}: error: {exc} (set COPILOT_HOME?)", file=sys.stderr)
-        return 2
+        raise AuditCommandError(f"{exc} (set COPILOT_HOME?)") from None
     except AuditIntegrityError as exc:
         print(f"FAILED: {exc}")
         return 1
     except AuditError as exc:
-        print(f"copilot audit {command}: error: {exc}", file=sys.stderr)
-        return 2
+        raise AuditCommandError(str(exc)) from None
 
 
 def cmd_verify(args) -> int:
-    log = _open("verify")
+    log = _open(args)
     if isinstance(log, int):
         return log
     result = log.verify(expect_head=args.expect_head)
@@ -80,12 +80,11 @@ def _output(target: str) -> Iterator[TextIO]:
 
 
 def cmd_export(args) -> int:
-    log = _open("export")
+    log = _open(args)
     if isinstance(log, int):
         return log
     if args.bundle and args.format != "fhir":
-        print("copilot audit export: error: --bundle needs --format fhir", file=sys.stderr)
-        return 2
+        raise AuditCommandError("--bundle needs --format fhir")
     if not args.unverified:
         result = log.verify()
         if not result.ok:
@@ -107,8 +106,7 @@ def cmd_export(args) -> int:
                 writer = fhir.write_bundle if args.bundle else fhir.write_ndjson
                 count = writer(entries, out, observer=args.observer)
     except OSError as exc:
-        print(f"copilot audit export: error: {exc}", file=sys.stderr)
-        return 2
+        raise AuditCommandError(str(exc)) from None
     kind = "FHIR Bundle" if args.bundle else {"fhir": "FHIR AuditEvent NDJSON", "jsonl": "JSONL"}[args.format]
     print(f"exported {count} entries after seq {args.since} as {kind} to "
           f"{'stdout' if args.out == '-' else args.out}", file=sys.stderr)
@@ -121,7 +119,7 @@ def _cell(value, width: int) -> str:
 
 
 def cmd_show(args) -> int:
-    log = _open("show")
+    log = _open(args)
     if isinstance(log, int):
         return log
     last_seq, _ = log.head()
@@ -138,7 +136,7 @@ def cmd_show(args) -> int:
 
 
 def cmd_head(args) -> int:
-    log = _open("head")
+    log = _open(args)
     if isinstance(log, int):
         return log
     seq, digest = log.head()
@@ -156,9 +154,9 @@ def _usage(parser: argparse.ArgumentParser):
     return show
 
 
-def register(subparsers) -> argparse.ArgumentParser:
+def register(commands) -> None:
     """Add `audit` and its actions to the `copilot` command's subparsers."""
-    audit = subparsers.add_parser(
+    audit = commands.add_parser(
         "audit", help="verify, export and read the tamper-evident audit log",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="The audit log: one hash-chained entry per request that touches patient data "
@@ -166,8 +164,8 @@ def register(subparsers) -> argparse.ArgumentParser:
         epilog="exit status: 0 ok, 1 verification failed, 2 usage error or no audit log.\n"
                "Keep `copilot audit head` output on another system: it is what proves later that\n"
                "nothing was rewritten (`copilot audit verify --expect-head SEQ:HASH`).")
-    audit.set_defaults(func=_usage(audit))
-    actions = audit.add_subparsers(dest="audit_command", metavar="ACTION")
+    audit.set_defaults(func=_usage(audit), user_errors=(AuditCommandError,))
+    actions = audit.add_subparsers(dest="action", metavar="ACTION")
 
     verify = actions.add_parser("verify", help="recompute the hash chain; exit 1 naming the first bad entry",
                                 description="Recompute every entry's hash and link; detects edited, deleted, "
@@ -196,4 +194,3 @@ def register(subparsers) -> argparse.ArgumentParser:
     head = actions.add_parser("head", help="print the newest entry's SEQ:HASH, to keep on another system")
     head.add_argument("--json", action="store_true", help='print {"seq", "hash", "db"}')
     head.set_defaults(func=cmd_head)
-    return audit

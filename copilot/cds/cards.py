@@ -13,7 +13,7 @@ from collections import defaultdict
 
 from copilot.cds.orders import DraftOrder
 from copilot.cds.services import Catalogue, Service
-from copilot.qc.engine import SEVERITIES
+from copilot.qc.registry import SEVERITIES
 
 SUMMARY_MAX = 139  # the specification: "<140-character summary"
 INDICATOR_ORDER = {"critical": 0, "warning": 1, "info": 2}

@@ -12,8 +12,8 @@ from collections import Counter
 from dataclasses import dataclass, replace
 
 from copilot.cds.hook_request import HookRequest, bundle_record
-from copilot.qc.engine import QCEngine
-from copilot.qc.medications import mentions
+from copilot.qc.runner import QCRunner
+from copilot.text.medications import mentions
 from copilot.records.model import Medication, Record
 from knowledge.graph import KnowledgeGraph
 
@@ -55,15 +55,15 @@ def _key(finding: dict) -> tuple[str, str]:
     return finding["rule_id"], finding["message"]
 
 
-def involved(engine: QCEngine, record: Record, orders: list[DraftOrder], categories: list[str]
+def involved(runner: QCRunner, record: Record, orders: list[DraftOrder], categories: list[str]
              ) -> list[tuple[dict, list[DraftOrder]]]:
     """The findings (of ``categories``) on ``record`` that involve a draft order, each with its orders."""
     def findings(subject: Record) -> list[dict]:
-        return [f for f in engine.check(subject) if f["category"] in categories]
+        return [f for f in runner.check(subject) if f["category"] in categories]
 
     full = findings(record)
     by_finding: dict[tuple[str, str], list[DraftOrder]] = {}
-    generics = {id(m): generic(m, engine.graph) for m in record.medications}
+    generics = {id(m): generic(m, runner.graph) for m in record.medications}
     for drug in sorted({o.drug for o in orders if o.drug}):
         without = replace(record, medications=[m for m in record.medications if generics[id(m)] != drug])
         remaining = Counter(_key(f) for f in findings(without))

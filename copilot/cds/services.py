@@ -9,7 +9,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from copilot.qc.engine import CATEGORIES, SEVERITIES
+from copilot.qc.registry import CATEGORIES, SEVERITIES
 
 SERVICES_FILE = Path(__file__).with_name("services.yaml")
 HOOKS = ("patient-view", "order-sign")

@@ -1,15 +1,23 @@
-"""Where local state lives and the few settings that shape a deployment.
+"""Every setting of a deployment, in one place: its environment variable, type, default and meaning.
 
-Everything the copilot writes (models, indexes, databases, logs) goes under one
-instance directory, ``COPILOT_HOME`` (default ``./instance``), so IT can back it up,
-move it or wipe it as one unit.
+Everything the copilot writes (models, indexes, databases, logs, keys) goes under one instance
+directory, ``COPILOT_HOME`` (default ``./instance``), so IT can back it up, move it or wipe it as
+one unit; every path below is derived from it, so moving the home moves everything.
+
+``Settings()`` reads ``COPILOT_*`` variables; ``Settings(home=...)`` overrides them (tests, tools).
+``copilot config show`` prints the effective values (secrets masked) and the README's settings
+table is generated from the fields below (``copilot config show --markdown``).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+import secrets
 from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Patient data must never leave the process: forbid every library from reaching a hub
 # or sending telemetry, before any of them is imported.
@@ -25,28 +33,242 @@ for _key, _value in OFFLINE_ENV.items():
     os.environ.setdefault(_key, _value)
 
 DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
+ENV_PREFIX = "COPILOT_"
+REPO = Path(__file__).resolve().parents[2]
+MiB = 1024 * 1024
 
 
-def copilot_home() -> Path:
-    return Path(os.environ.get("COPILOT_HOME", "instance")).expanduser().resolve()
+class Settings(BaseSettings):
+    """One deployment's settings. Field descriptions are the documentation (README table, --help)."""
 
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True,
+                                      protected_namespaces=(), frozen=True)
 
-@dataclass
-class Settings:
-    home: Path = field(default_factory=copilot_home)
-    model_name: str = field(default_factory=lambda: os.environ.get("COPILOT_MODEL", DEFAULT_MODEL_NAME))
-    weight_format: str = field(default_factory=lambda: os.environ.get("COPILOT_WEIGHT_FORMAT", "int8"))
-    device: str = field(default_factory=lambda: os.environ.get("COPILOT_DEVICE", "CPU"))
-    max_queue: int = field(default_factory=lambda: int(os.environ.get("COPILOT_MAX_QUEUE", "16")))
+    # Where things live
+    home: Path = Field(Path("instance"), description="Instance directory: models, knowledge, users, audit log, "
+                       "QC jobs, keys and caches all live under it (back it up as one unit).")
+    knowledge_home: Path | None = Field(None, description="Instance directory whose knowledge snapshot is served "
+                                        "(default: HOME); lets several instances share one reviewed snapshot.")
+    datasets: Path | None = Field(None, description="Folder holding aci-bench/, mts-dialog/ and medec/ for "
+                                  "fine-tuning and evaluation (default: ../shared/datasets beside the repository).")
 
+    # The model
+    model: str = Field(DEFAULT_MODEL_NAME, description="Served model: its name under HOME/models "
+                       "(what `copilot model prepare` wrote).")
+    model_dir: Path | None = Field(None, description="An exported OpenVINO model folder to serve instead of "
+                                   "HOME/models/MODEL/openvino-WEIGHT_FORMAT.")
+    weight_format: Literal["int8", "int4", "fp16"] = Field("int8", description="Weight compression of the served "
+                                                            "export and the default of `copilot model prepare`.")
+    device: str = Field("CPU", description="OpenVINO device the model runs on (CPU; GPU where the hospital has one).")
+    inference_threads: int = Field(0, ge=0, description="CPU threads the model may use (0: all cores); a cap "
+                                   "leaves cores for QC and the web tier on a shared server.")
+    prompt_lookup: bool = Field(False, description="Prompt-lookup (n-gram) decoding: faster when the answer "
+                                "copies its input, as a note copies its transcript.")
+    max_queue: int = Field(16, ge=1, le=1024, description="Generations waiting for the engine before new ones get "
+                           "503 with Retry-After.")
+
+    # The web service
+    host: str = Field("127.0.0.1", description="Address `copilot serve` binds to (put a TLS proxy in front "
+                      "before binding beyond localhost).")
+    port: int = Field(8000, ge=1, le=65535, description="Port `copilot serve` listens on.")
+    threads: int = Field(8, ge=1, le=256, description="HTTP worker threads of the server.")
+    max_body_bytes: int = Field(2 * MiB, ge=1024, description="Largest request body (413 above it), except "
+                                "batch uploads and CDS Hooks calls.")
+    qc_job_max_bytes: int = Field(256 * MiB, ge=1024, description="Largest batch QC upload (JSON Lines).")
+    cds_max_bytes: int = Field(16 * MiB, ge=1024, description="Largest CDS Hooks request (prefetch carries "
+                               "whole notes).")
+    frame_ancestors: str = Field("'self'", description="EMR origins allowed to embed the sidebar in an iframe "
+                                 "(CSP frame-ancestors syntax).")
+    cookie_samesite: Literal["Lax", "Strict", "None"] = Field("Lax", description="SameSite of the sidebar's "
+                                                                "session cookie; None (with COOKIE_SECURE) when the "
+                                                                "EMR embeds the sidebar from another origin.")
+    cookie_secure: bool = Field(False, description="Send the session cookie over HTTPS only (set behind TLS).")
+    log_file: Path | None = Field(None, description="Also log `copilot serve` to this file, rotated at 10 MiB "
+                                  "(5 kept); a relative path is under HOME.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level of "
+                                                                    "`copilot serve`.")
+
+    # Quality control
+    qc_jurisdiction: Literal["CN", "US"] = Field("CN", description="Whose documentation time limits QC applies: "
+                                                 "CN (《病历书写基本规范》) or US (42 CFR 482).")
+
+    # Fine-tuning
+    deid_key: SecretStr | None = Field(None, description="Secret that keys de-identification surrogates "
+                                       "(default: HOME/deid.key, 32 random bytes created on first use, mode 0600).")
+
+    @field_validator("home", "knowledge_home", "datasets", "model_dir", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return value.expanduser().resolve() if value is not None else None
+
+    @field_validator("deid_key", mode="after")
+    @classmethod
+    def _not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("COPILOT_DEID_KEY is set but empty; unset it to use HOME/deid.key")
+        return value
+
+    # -- derived paths: everything under HOME ---------------------------------------------------
     @property
     def models_dir(self) -> Path:
         return self.home / "models"
 
-    def model_dir(self, name: str | None = None, weight_format: str | None = None) -> Path:
-        """The exported OpenVINO model that the server loads."""
-        return self.models_dir / (name or self.model_name) / f"openvino-{weight_format or self.weight_format}"
+    def export_dir(self, name: str | None = None, weight_format: str | None = None) -> Path:
+        """An exported OpenVINO model: HOME/models/<name>/openvino-<format>."""
+        return self.models_dir / (name or self.model) / f"openvino-{weight_format or self.weight_format}"
 
     def checkpoint_dir(self, name: str | None = None) -> Path:
-        """The transformers checkpoint the export starts from."""
-        return self.models_dir / (name or self.model_name) / "hf"
+        """The transformers checkpoint an export starts from."""
+        return self.models_dir / (name or self.model) / "hf"
+
+    @property
+    def served_model_dir(self) -> Path:
+        """The model `copilot serve` and `copilot generate` load."""
+        return self.model_dir or self.export_dir()
+
+    @property
+    def knowledge_dir(self) -> Path:
+        """The instance whose knowledge snapshot is served."""
+        return self.knowledge_home or self.home
+
+    @property
+    def users_db(self) -> Path:
+        return self.home / "users.db"
+
+    @property
+    def audit_db(self) -> Path:
+        return self.home / "audit" / "audit.db"
+
+    @property
+    def qc_jobs_dir(self) -> Path:
+        return self.home / "qc" / "jobs"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    @property
+    def finetune_dir(self) -> Path:
+        return self.home / "finetune"
+
+    @property
+    def secret_key_file(self) -> Path:
+        return self.home / "secret.key"
+
+    @property
+    def deid_key_file(self) -> Path:
+        return self.home / "deid.key"
+
+    @property
+    def log_path(self) -> Path | None:
+        if self.log_file is None:
+            return None
+        return self.log_file if self.log_file.is_absolute() else self.home / self.log_file
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.datasets or (REPO.parent / "shared" / "datasets")
+
+    @property
+    def operator(self) -> str:
+        """Who runs this command, for records of decisions (the sudo caller, else the login name)."""
+        import getpass
+
+        return os.environ.get("SUDO_USER") or getpass.getuser()
+
+    # -- secrets kept in the instance directory -------------------------------------------------
+    def session_secret(self) -> str:
+        """Signs sidebar session cookies; kept so sessions survive a restart."""
+        return read_or_create_secret(self.secret_key_file)
+
+    def deid_secret(self) -> str:
+        """Keys de-identification surrogates: never empty, never in the repository."""
+        if self.deid_key is not None:
+            return self.deid_key.get_secret_value()
+        return read_or_create_secret(self.deid_key_file)
+
+    # -- documentation -------------------------------------------------------------------------
+    @classmethod
+    def variables(cls) -> list[dict]:
+        """[{name, type, default, doc}] for every field, in declaration order."""
+        rows = []
+        for name, info in cls.model_fields.items():
+            rows.append({"name": ENV_PREFIX + name.upper(), "field": name, "type": _type_name(info.annotation),
+                         "default": _default_text(name, info.default), "doc": info.description or ""})
+        return rows
+
+    def effective(self) -> list[dict]:
+        """The variables with this instance's values, secrets masked."""
+        unset = {"knowledge_home": f"(unset: {self.home})", "datasets": f"(unset: {self.datasets_dir})",
+                 "model_dir": f"(unset: {self.export_dir()})", "log_file": "(unset: stderr only)",
+                 "deid_key": f"(unset: {self.deid_key_file})"}
+        rows = []
+        for row in self.variables():
+            value = getattr(self, row["field"])
+            if isinstance(value, SecretStr):
+                shown = "(set)"
+            elif value is None:
+                shown = unset.get(row["field"], "(unset)")
+            else:
+                shown = str(value)
+            source = "environment" if (ENV_PREFIX + row["field"].upper()) in os.environ else "default"
+            rows.append({**row, "value": shown, "source": source})
+        return rows
+
+
+def child_environment(**extra: str) -> dict[str, str]:
+    """The environment for a child process (this process's, offline flags included) plus ``extra``."""
+    return {**os.environ, **extra}
+
+
+def read_or_create_secret(path: Path) -> str:
+    """A 256-bit hex secret in ``path`` (mode 0600), created on first use; a concurrent first
+    use by two processes keeps whichever file was created first."""
+    path = Path(path)
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32))
+                handle.flush()
+                os.fsync(handle.fileno())
+    value = path.read_text().strip()
+    if not value:
+        raise RuntimeError(f"{path} is empty; delete it to create a new secret")
+    return value
+
+
+def _type_name(annotation) -> str:
+    """How the README names a field's type: path, integer, yes/no, text, or the allowed values."""
+    import types
+    from typing import Union, get_args, get_origin
+
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    if get_origin(annotation) is Literal:
+        return " \\| ".join(str(a) for a in get_args(annotation))
+    if get_origin(annotation) in (Union, types.UnionType) and len(args) == 1:
+        return _type_name(args[0])
+    return {Path: "path", int: "integer", bool: "0/1", str: "text", SecretStr: "secret"}.get(annotation, str(annotation))
+
+
+def _default_text(name: str, default) -> str:
+    if default is None:
+        return "(unset)"
+    if isinstance(default, bool):
+        return "1" if default else "0"
+    if isinstance(default, Path):
+        return f"./{default}"
+    return str(default)
+
+
+def markdown_table() -> str:
+    """The README's settings table."""
+    lines = ["| variable | type | default | what it does |", "|---|---|---|---|"]
+    for row in Settings.variables():
+        doc = row["doc"].replace("|", "\\|")
+        lines.append(f"| `{row['name']}` | {row['type']} | `{row['default']}` | {doc} |")
+    return "\n".join(lines)

@@ -18,7 +18,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from copilot.drafting.context import PatientContext
 from copilot.drafting.facts import SourceFacts, unsupported
-from copilot.engine.pipeline import GenerationRequest, GenerationResult
+from copilot.engine.generation import GenerationRequest, GenerationResult
 from copilot.records.model import Record
 
 HERE = Path(__file__).parent

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from copilot.qc.text import WORD as _WORD
-from copilot.qc.text import longest_matches
+from copilot.text.lookup import WORD as _WORD
+from copilot.text.lookup import longest_matches
 
 DATA = Path(__file__).parent / "data"
 
@@ -107,7 +107,7 @@ def extract_facts(text: str, graph=None) -> list[Fact]:
         taken.append((start, end))
 
     if graph is not None:
-        from copilot.qc.medications import find_names
+        from copilot.text.medications import find_names
 
         for start, end, generic in find_names(text, graph):
             add("drug", start, end, f"drug:{generic.lower()}")

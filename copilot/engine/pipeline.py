@@ -11,84 +11,20 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import openvino_genai
 
+from copilot.engine.errors import EngineBusy, EngineError, InvalidRequest
+from copilot.engine.generation import (DEFAULT_MAX_NEW_TOKENS, MAX_NEW_TOKENS_LIMIT, GenerationMetrics,
+                                       GenerationRequest, GenerationResult, StreamingEngine)
 from copilot.engine.stops import StopStringFilter
 
-DEFAULT_MAX_NEW_TOKENS = 256
-MAX_NEW_TOKENS_LIMIT = 4096
 
-
-class EngineError(RuntimeError):
-    pass
-
-
-class EngineBusy(EngineError):
-    """The queue is full; the caller should retry later (HTTP 503)."""
-
-
-class InvalidRequest(EngineError, ValueError):
-    pass
-
-
-@dataclass
-class GenerationRequest:
-    prompt: str | None = None
-    messages: list[dict] | None = None
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
-    temperature: float = 0.0  # 0 means greedy
-    top_p: float = 1.0
-    top_k: int = 0
-    seed: int | None = None
-    stop: list[str] = field(default_factory=list)
-    repetition_penalty: float = 1.0
-
-    def validate(self) -> None:
-        if (self.prompt is None) == (self.messages is None):
-            raise InvalidRequest("give exactly one of 'prompt' or 'messages'")
-        if self.prompt is not None and (not isinstance(self.prompt, str) or not self.prompt.strip()):
-            raise InvalidRequest("'prompt' must be a non-empty string")
-        if self.messages is not None:
-            if not isinstance(self.messages, list) or not self.messages:
-                raise InvalidRequest("'messages' must be a non-empty list")
-            for message in self.messages:
-                if (not isinstance(message, dict) or message.get("role") not in {"system", "user", "assistant"}
-                        or not isinstance(message.get("content"), str)):
-                    raise InvalidRequest("each message needs 'role' (system|user|assistant) and string 'content'")
-        if not isinstance(self.max_new_tokens, int) or not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
-            raise InvalidRequest(f"'max_new_tokens' must be an integer from 1 to {MAX_NEW_TOKENS_LIMIT}")
-        if not isinstance(self.temperature, (int, float)) or not 0 <= self.temperature <= 2:
-            raise InvalidRequest("'temperature' must be between 0 and 2")
-        if not isinstance(self.stop, list) or not all(isinstance(s, str) and s for s in self.stop):
-            raise InvalidRequest("'stop' must be a list of non-empty strings")
-        if (not isinstance(self.repetition_penalty, (int, float)) or isinstance(self.repetition_penalty, bool)
-                or not 1.0 <= self.repetition_penalty <= 2.0):
-            raise InvalidRequest("'repetition_penalty' must be between 1.0 and 2.0")
-
-
-@dataclass
-class GenerationMetrics:
-    prompt_tokens: int = 0
-    generated_tokens: int = 0
-    queue_wait_s: float = 0.0
-    ttft_s: float = 0.0
-    decode_tokens_per_s: float = 0.0
-    total_s: float = 0.0
-    prompt_lookup: bool = False
-
-    def as_dict(self) -> dict:
-        return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
-
-
-@dataclass
-class GenerationResult:
-    text: str
-    finish_reason: str  # "stop" (eos or stop string), "length", "cancelled"
-    metrics: GenerationMetrics
+__all__ = ["DEFAULT_MAX_NEW_TOKENS", "MAX_NEW_TOKENS_LIMIT", "Engine", "EngineBusy", "EngineError", "GenerationMetrics",
+           "GenerationRequest", "GenerationResult", "InvalidRequest"]
 
 
 @dataclass
@@ -102,7 +38,7 @@ class _Job:
 _DONE = object()
 
 
-class Engine:
+class Engine(StreamingEngine):
     def __init__(self, model_dir: str | Path, device: str = "CPU", max_queue: int = 16,
                  prompt_lookup: bool = False, cache_dir: str | Path | None = None,
                  num_assistant_tokens: int = 5, max_ngram_size: int = 3, inference_threads: int = 0):
@@ -167,12 +103,6 @@ class Engine:
                     return
         finally:
             job.cancel.set()
-
-    def generate(self, request: GenerationRequest, cancel: threading.Event | None = None) -> GenerationResult:
-        for item in self.stream(request, cancel):
-            if isinstance(item, GenerationResult):
-                return item
-        raise EngineError("generation ended without a result")
 
     def close(self) -> None:
         self._jobs.put(None)

@@ -21,7 +21,7 @@ from copilot.records.loaders import Loaded, iter_paths, iter_records
 
 WINDOW = 256
 
-_engine = None  # per worker process
+_runner = None  # per worker process
 
 
 class BatchError(RuntimeError):
@@ -38,18 +38,18 @@ class Summary:
 
 
 def _init_worker(home: str, jurisdiction: str) -> None:
-    global _engine
-    from copilot.qc.engine import QCEngine
+    global _runner
+    from copilot.qc.runner import QCRunner
     from knowledge.snapshot import Snapshot
 
-    _engine = QCEngine(Snapshot.current(Path(home)), jurisdiction=jurisdiction)
+    _runner = QCRunner(Snapshot.current(Path(home)), jurisdiction=jurisdiction)
 
 
 def _check(loaded: Loaded) -> dict:
     if loaded.error is not None:
         return {"record_id": loaded.key, "status": "error", "error": f"{loaded.origin}: {loaded.error}", "findings": []}
     try:
-        return {"record_id": loaded.key, "status": "ok", "error": None, "findings": _engine.check(loaded.record)}
+        return {"record_id": loaded.key, "status": "ok", "error": None, "findings": _runner.check(loaded.record)}
     except Exception as exc:  # one bad record must not stop the batch
         return {"record_id": loaded.key, "status": "error", "error": f"{loaded.origin}: QC failed: {exc}", "findings": []}
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 
-from copilot.engine.pipeline import Engine, GenerationRequest
+from copilot.engine.generation import GenerationRequest
 from copilot.records.model import Record
 
 PROMPT = (
@@ -35,7 +35,7 @@ def parse_findings(output: str) -> list[dict]:
 
 
 class ModelReviewer:
-    def __init__(self, engine: Engine, max_new_tokens: int = 256):
+    def __init__(self, engine, max_new_tokens: int = 256):
         self.engine = engine
         self.max_new_tokens = max_new_tokens
 

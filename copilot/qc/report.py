@@ -13,7 +13,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from copilot.qc.engine import CATEGORIES, SEVERITIES
+from copilot.qc.registry import CATEGORIES, SEVERITIES
 
 TEMPLATES = Path(__file__).with_name("templates")
 COLORS = {"critical": "#b71c1c", "major": "#ef6c00", "minor": "#fbc02d"}

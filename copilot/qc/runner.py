@@ -1,92 +1,32 @@
-"""The rule engine: rules from data files, checks from the category modules.
+"""The QC runner: rules from data files, checks from the registry, findings out.
 
 A rule file names, for each rule, the check that implements it, its severity, its
-message template and the knowledge it rests on. The engine runs every enabled rule on a
+message template and the knowledge it rests on. The runner runs every enabled rule on a
 record and turns each hit into a finding that names the rule, the evidence span, the
 severity and the knowledge items (id, version, source) that back it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import date
-from functools import cached_property
 from pathlib import Path
-from typing import Callable, Iterator
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
-from copilot.records.model import Document, Record
+import copilot.qc.checks  # noqa: F401  (registers every check)
+from copilot.qc.registry import CATEGORIES, CHECKS, SEVERITIES, Context, Hit, Rule, RuleError
+from copilot.records.model import Record
 from knowledge.graph import KnowledgeGraph
-from knowledge.schema import Item
 from knowledge.snapshot import Snapshot, citation
 
+__all__ = ["CATEGORIES", "SEVERITIES", "QCRunner", "RuleError", "load_rules"]
+
 RULES_DIR = Path(__file__).with_name("rules")
-CATEGORIES = ("completeness", "timeliness", "consistency", "medication_safety", "documentation", "coding")
-SEVERITIES = ("critical", "major", "minor")
 CONTEXT = 80  # characters of note text kept around each evidence span, for reviewers
 
 
-class RuleError(ValueError):
-    pass
-
-
-class Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    id: str = Field(pattern=r"^[a-z_]+\.[a-z0-9_]+$")
-    category: str
-    check: str
-    severity: str
-    message: str
-    knowledge: list[str] = []
-    cite: list[str] = []  # item ids cited by every finding of the rule (the rule's own basis)
-    params: dict = {}
-    enabled: bool = True
-
-
-@dataclass
-class Hit:
-    """What a check found; the engine adds the rule's id, category and message."""
-    params: dict
-    document: Document | None = None
-    start: int | None = None
-    end: int | None = None
-    items: list[Item] = field(default_factory=list)
-    severity: str | None = None
-    citations: list[dict] = field(default_factory=list)  # sources outside the snapshot (e.g. ICD-10-CM)
-
-
-Check = Callable[["Context", Rule], Iterator[Hit]]
-CHECKS: dict[str, Check] = {}
-
-
-def check(name: str):
-    def register(function: Check) -> Check:
-        CHECKS[name] = function
-        return function
-    return register
-
-
-@dataclass
-class Context:
-    record: Record
-    graph: KnowledgeGraph
-    jurisdiction: str
-
-    @cached_property
-    def mentions(self):
-        from copilot.qc.medications import mentions
-
-        return mentions(self.record, self.graph)
-
-
-def _load_check_modules() -> None:
-    from copilot.qc import coding, completeness, consistency, documentation, medication_safety, timeliness  # noqa: F401
-
-
 def load_rules(folder: Path = RULES_DIR) -> list[Rule]:
-    _load_check_modules()
     rules, problems, seen = [], [], {}
     for path in sorted(Path(folder).glob("*.yaml")):
         try:
@@ -118,7 +58,7 @@ def load_rules(folder: Path = RULES_DIR) -> list[Rule]:
     return rules
 
 
-class QCEngine:
+class QCRunner:
     """Built once (rules, snapshot, graph); ``check`` is then cheap and side-effect free."""
 
     def __init__(self, snapshot: Snapshot, rules: list[Rule] | None = None, jurisdiction: str = "CN",

@@ -18,8 +18,8 @@ from typing import Any
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
-from copilot.records.loaders import MAX_TEXT_BYTES, RecordError
-from copilot.records.model import SEXES, Diagnosis, Document, Encounter, Medication, Patient, Record
+from copilot.records.model import (MAX_TEXT_BYTES, SEXES, Diagnosis, Document, Encounter, Medication, Patient, Record,
+                                   RecordError)
 
 MAPPED_TYPES = frozenset({"Patient", "Encounter", "AllergyIntolerance", "MedicationRequest", "MedicationStatement",
                           "Medication", "Condition", "DocumentReference", "Composition"})

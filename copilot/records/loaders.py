@@ -14,16 +14,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from copilot.records.model import Diagnosis, Document, Encounter, Medication, Patient, Record
+from copilot.records.model import (MAX_TEXT_BYTES, Diagnosis, Document, Encounter, Medication, Patient, Record,
+                                   RecordError)
 
 SCHEMA_FILE = Path(__file__).with_name("record.schema.json")
-MAX_TEXT_BYTES = 2 * 1024 * 1024  # one document; a larger "note" is an export error, not a note
 MAX_FILE_BYTES = 64 * 1024 * 1024  # one .json/.txt file (a .jsonl is streamed line by line)
 SUFFIXES = {".txt", ".json", ".jsonl"}
-
-
-class RecordError(ValueError):
-    pass
 
 
 @dataclass

@@ -11,6 +11,11 @@ from datetime import date, datetime
 SEXES = ("male", "female", "other", "unknown")
 ENCOUNTER_TYPES = ("outpatient", "inpatient", "emergency")
 DOCUMENT_TYPES = ("progress_note", "admission_note", "discharge_summary", "operative_note", "first_course_record")
+MAX_TEXT_BYTES = 2 * 1024 * 1024  # one document; a larger "note" is an export error, not a note
+
+
+class RecordError(ValueError):
+    """Input that cannot become a record; the message says what is wrong and where."""
 
 
 @dataclass

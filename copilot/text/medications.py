@@ -11,8 +11,9 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from copilot.qc.text import WORD as _WORD
-from copilot.qc.text import longest_matches, negated
+from copilot.text.lookup import WORD as _WORD
+from copilot.text.lookup import longest_matches
+from copilot.text.negation import negated
 from copilot.records.model import Record
 from knowledge.graph import KnowledgeGraph
 from knowledge.schema import Drug

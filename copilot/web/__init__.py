@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import os
-import secrets
 import threading
-from pathlib import Path
+from collections.abc import Mapping
 
 from flask import Flask, request
 
@@ -16,44 +14,49 @@ from knowledge.snapshot import NoSnapshot
 log = logging.getLogger(__name__)
 
 
-def create_app(config: dict | None = None) -> Flask:
-    """Build the app. ``config`` may carry ``ENGINE`` (an already-loaded engine, as tests do),
-    ``MODEL_DIR`` (an exported model to load) or neither (the configured default);
-    ``KNOWLEDGE_HOME`` (where the knowledge snapshot lives, default COPILOT_HOME)."""
-    settings = Settings()
+def resolve_settings(config: Settings | Mapping | None) -> tuple[Settings, dict]:
+    """``config`` is a Settings, or a mapping whose lower-case keys override settings (``home``,
+    ``max_queue``, ...) and whose upper-case keys are Flask config (``TESTING``)."""
+    if isinstance(config, Settings):
+        return config, {}
     config = dict(config or {})
-    home = Path(config.get("COPILOT_HOME") or settings.home)
-    home.mkdir(parents=True, exist_ok=True)
-    app = Flask(__name__, instance_path=str(home), instance_relative_config=True)
+    overrides = {k: v for k, v in config.items() if k in Settings.model_fields}
+    flask_config = {k: v for k, v in config.items() if k not in overrides}
+    unknown = [k for k in flask_config if not k.isupper()]
+    if unknown:
+        raise ValueError(f"create_app: unknown settings {', '.join(sorted(unknown))} "
+                         f"(settings are: {', '.join(Settings.model_fields)})")
+    return Settings(**overrides), flask_config
+
+
+def create_app(config: Settings | Mapping | None = None, *, engine=None) -> Flask:
+    """Build the app from the deployment's settings (``Settings()`` when ``config`` is None).
+
+    ``engine``: an already-loaded engine (tests pass a scripted fake, or share one real engine);
+    without it the settings' model is loaded, and a model that cannot be loaded leaves the app
+    up in degraded mode (``/health`` says why, generation answers 503)."""
+    settings, flask_config = resolve_settings(config)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    app = Flask(__name__, instance_path=str(settings.home))
     app.config.update(
-        MODEL_DIR=str(settings.model_dir()),
-        PROMPT_LOOKUP=False,
-        INFERENCE_THREADS=int(os.environ.get("COPILOT_INFERENCE_THREADS", "0")),
-        MAX_QUEUE=settings.max_queue,
-        MAX_CONTENT_LENGTH=2 * 1024 * 1024,
-        QC_JOB_MAX_BYTES=int(os.environ.get("COPILOT_QC_JOB_MAX_BYTES", 256 * 1024 * 1024)),
-        CDS_MAX_BYTES=int(os.environ.get("COPILOT_CDS_MAX_BYTES", 16 * 1024 * 1024)),  # prefetch carries notes
-        QC_JURISDICTION=os.environ.get("COPILOT_QC_JURISDICTION", "CN"),
-        FRAME_ANCESTORS=os.environ.get("COPILOT_FRAME_ANCESTORS", "'self'"),
-        SECRET_KEY=_secret_key(home),
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        SECRET_KEY=settings.session_secret(),
         SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SAMESITE=os.environ.get("COPILOT_COOKIE_SAMESITE", "Lax"),
-        SESSION_COOKIE_SECURE=os.environ.get("COPILOT_COOKIE_SECURE", "") == "1",
+        SESSION_COOKIE_SAMESITE=settings.cookie_samesite,
+        SESSION_COOKIE_SECURE=settings.cookie_secure,
         REMEMBER_COOKIE_DURATION=0,
         WTF_CSRF_CHECK_DEFAULT=False,
         WTF_CSRF_TIME_LIMIT=12 * 3600,
     )
-    app.config.update(config)
+    app.config.update(flask_config)
+    app.extensions["copilot.settings"] = settings
 
     from copilot.audit import AuditLog
     from copilot.users import UserStore
 
-    app.extensions["copilot.users"] = UserStore(home / "users.db")
-    app.extensions["copilot.audit"] = AuditLog(home / "audit" / "audit.db")
-    engine = app.config.pop("ENGINE", None)
-    if engine is None:
-        engine = _load_engine(app)
-    app.extensions["copilot.engine"] = engine
+    app.extensions["copilot.users"] = UserStore(settings.users_db)
+    app.extensions["copilot.audit"] = AuditLog(settings.audit_db)
+    app.extensions["copilot.engine"] = engine if engine is not None else _load_engine(app, settings)
 
     from copilot.web import audit_api, auth, cds_hooks, draft, generate, health, metrics, qc_api, sidebar
 
@@ -87,21 +90,11 @@ def _no_knowledge(exc: NoSnapshot):
     return jsonify(error=f"{exc} (the service needs its knowledge base to draft or check records)"), 503
 
 
-def _secret_key(home: Path) -> str:
-    """Signs session cookies; kept in the instance dir so sessions survive a restart."""
-    path = home / "secret.key"
-    if not path.is_file():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_hex(32))
-    return path.read_text().strip()
-
-
 def _security_headers(response):
-    from flask import current_app
+    from copilot.web import state
 
     csp = ("default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'self'; form-action 'self'; "
-           f"frame-ancestors {current_app.config['FRAME_ANCESTORS']}")
+           f"frame-ancestors {state.settings().frame_ancestors}")
     response.headers.setdefault("Content-Security-Policy", csp)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
@@ -110,18 +103,21 @@ def _security_headers(response):
     return response
 
 
-def _load_engine(app: Flask):
-    from copilot.engine.pipeline import Engine, EngineError
+def _load_engine(app: Flask, settings: Settings):
+    from copilot.engine.errors import EngineError
 
     try:
+        from copilot.engine.pipeline import Engine
+
         return Engine(
-            app.config["MODEL_DIR"],
-            max_queue=app.config["MAX_QUEUE"],
-            prompt_lookup=app.config["PROMPT_LOOKUP"],
-            inference_threads=app.config["INFERENCE_THREADS"],
-            cache_dir=Path(app.instance_path) / "cache" / "openvino",
+            settings.served_model_dir,
+            device=settings.device,
+            max_queue=settings.max_queue,
+            prompt_lookup=settings.prompt_lookup,
+            inference_threads=settings.inference_threads,
+            cache_dir=settings.cache_dir / "openvino",
         )
     except EngineError as exc:
-        app.config["ENGINE_ERROR"] = str(exc)
+        app.extensions["copilot.engine_error"] = str(exc)
         log.error("%s", exc)
         return None

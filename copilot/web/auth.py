@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import wraps
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, g, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, g, jsonify, redirect, render_template, request, url_for
 from flask_login import LoginManager, current_user, login_user, logout_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
@@ -46,7 +46,7 @@ def _authenticate() -> None:
     if current_user.is_authenticated:
         g.user, g.auth = current_user._get_current_object(), "session"
         if request.endpoint == "qc_api.submit":  # the CSRF check reads the form: allow a batch-sized one
-            request.max_content_length = current_app.config["QC_JOB_MAX_BYTES"]
+            request.max_content_length = state.settings().qc_job_max_bytes
     if request.method not in ("GET", "HEAD", "OPTIONS") and (g.user is not None or request.endpoint == "auth.login"):
         csrf.protect()
 

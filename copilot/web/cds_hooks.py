@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from copilot.cds import cards, orders
@@ -26,7 +26,6 @@ bp.register_error_handler(RequestEntityTooLarge, too_large)
 
 JSON_TYPES = frozenset({"application/json", "application/fhir+json"})
 # A patient-view prefetch carries the patient's notes, so it may exceed the app-wide request limit.
-DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 
 
 @bp.get("")
@@ -43,7 +42,7 @@ def call(service_id: str):
         return error(404, f"no CDS service {service_id!r}; GET /cds-services lists them")
     if request.mimetype not in JSON_TYPES:
         return error(415, f"unsupported content type {request.mimetype or '(none)'!r}; send application/json")
-    request.max_content_length = current_app.config.get("CDS_MAX_BYTES", DEFAULT_MAX_BYTES)
+    request.max_content_length = state.settings().cds_max_bytes
     raw = request.get_data(cache=False)
     action = f"cds:{service.id}"
     patient_ref = None
@@ -51,14 +50,14 @@ def call(service_id: str):
         data = parse_json(raw, request.mimetype_params.get("charset"))
         patient_ref = _patient_ref(data)
         hook = parse(data, service)
-        engine = state.qc_engine()
+        runner = state.qc_runner()
         if service.copilot.mode == "draft_orders":
-            drafts = orders.draft_orders(hook, engine.graph)
-            pairs = orders.involved(engine, to_record(hook), drafts, service.copilot.categories) if drafts else []
+            drafts = orders.draft_orders(hook, runner.graph)
+            pairs = orders.involved(runner, to_record(hook), drafts, service.copilot.categories) if drafts else []
             findings = [f for f, _ in pairs]
             answer = cards.order_cards(pairs, drafts, service, catalogue())
         else:
-            findings = [f for f in engine.check(to_record(hook)) if f["category"] in service.copilot.categories]
+            findings = [f for f in runner.check(to_record(hook)) if f["category"] in service.copilot.categories]
             answer = cards.record_summary_cards(findings, service, catalogue())
     except (InputError, HookError) as exc:
         status = getattr(exc, "status", 400)

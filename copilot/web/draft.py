@@ -10,10 +10,10 @@ from __future__ import annotations
 import threading
 import time
 
-from flask import Blueprint, Response, g, jsonify, request, stream_with_context
+from flask import Blueprint, Response, jsonify, request, stream_with_context
 
 from copilot.drafting.draft import DraftError, DraftRequest, Drafter, note_types
-from copilot.engine.pipeline import EngineBusy, EngineError
+from copilot.engine.errors import EngineBusy, EngineError
 from copilot.records.loaders import RecordError, record_from_json
 from copilot.web import state
 from copilot.web.auditing import record as audit
@@ -88,9 +88,7 @@ def list_note_types():
 @require_role("clinician", "admin")
 def draft():
     if state.engine() is None:
-        from flask import current_app
-
-        return jsonify(error=current_app.config.get("ENGINE_ERROR", "no model loaded")), 503
+        return jsonify(error=state.engine_error()), 503
     if not request.is_json:
         return jsonify(error="send the encounter as application/json"), 415
     body = request.get_json(silent=True)

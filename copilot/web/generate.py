@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 from dataclasses import fields
 
-from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
+from flask import Blueprint, Response, jsonify, request, stream_with_context
 
-from copilot.engine.pipeline import EngineBusy, EngineError, GenerationRequest, GenerationResult, InvalidRequest
+from copilot.engine.errors import EngineBusy, EngineError, InvalidRequest
+from copilot.engine.generation import GenerationRequest, GenerationResult
+from copilot.web import state
 from copilot.web.auditing import record as audit
 from copilot.web.auth import require_role
 
@@ -40,9 +42,9 @@ def parse_request() -> tuple[GenerationRequest, bool]:
 @bp.post("/generate")
 @require_role("clinician", "admin")
 def generate():
-    engine = current_app.extensions.get("copilot.engine")
+    engine = state.engine()
     if engine is None:
-        return jsonify(error=current_app.config.get("ENGINE_ERROR", "no model loaded")), 503
+        return jsonify(error=state.engine_error()), 503
     body = request.get_json(silent=True)
     try:
         generation, stream = parse_request()

@@ -5,20 +5,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 
 from copilot import __version__
 from copilot.engine.prepare import MANIFEST
+from copilot.web import state
 
 bp = Blueprint("health", __name__)
 
 
 @bp.get("/health")
 def health():
-    engine = current_app.extensions.get("copilot.engine")
+    engine = state.engine()
     body = {"status": "ok" if engine is not None else "degraded", "version": __version__}
     if engine is None:
-        body["error"] = current_app.config.get("ENGINE_ERROR", "no model loaded")
+        body["error"] = state.engine_error()
         return jsonify(body), 503
     manifest_file = Path(engine.model_dir) / MANIFEST
     manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}

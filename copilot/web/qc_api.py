@@ -7,7 +7,7 @@ GET  /api/qc/jobs/<id>          progress: status, total, done, errors, percent, 
 GET  /api/qc/jobs/<id>/report   ?format=jsonl|html, once done
 POST /api/qc/jobs/<id>/cancel
 
-Single-record QC runs in the request thread (QCEngine.check takes milliseconds) and never
+Single-record QC runs in the request thread (QCRunner.check takes milliseconds) and never
 queues behind the language model. Jobs run on one low-priority background thread per app
 (copilot.qc.jobs); they live under COPILOT_HOME/qc/jobs and are resumed at start-up. A job is
 visible to its owner and to admins only; anyone else gets 404, so ids reveal nothing.
@@ -23,12 +23,11 @@ import re
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 from flask import Blueprint, Flask, current_app, g, jsonify, request, send_file, url_for
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from copilot.qc.engine import SEVERITIES
+from copilot.qc.registry import SEVERITIES
 from copilot.qc.jobs import RESULTS, Job, JobError, JobRunner, JobStore, JobTooLarge
 from copilot.records.loaders import RecordError, record_from_json, record_from_text
 from copilot.records.model import DOCUMENT_TYPES, Record
@@ -59,10 +58,8 @@ class InputError(ValueError):
 
 def init_app(app: Flask) -> None:
     """Start the job runner; jobs a previous process left queued or running are picked up again."""
-    home = Path(app.instance_path)
-    knowledge_home = Path(app.config.get("KNOWLEDGE_HOME") or home)
-    runner = JobRunner(JobStore(home / "qc" / "jobs"), knowledge_home,
-                       jurisdiction=app.config.get("QC_JURISDICTION", "CN"))
+    settings = app.extensions["copilot.settings"]
+    runner = JobRunner(JobStore(settings.qc_jobs_dir), settings.knowledge_dir, jurisdiction=settings.qc_jurisdiction)
     app.extensions[EXTENSION] = runner
     runner.start()
     if not app.testing:
@@ -70,19 +67,19 @@ def init_app(app: Flask) -> None:
 
 
 def _warm_up(app: Flask) -> None:
-    """Build the QC engine and load the ICD-10-CM code set now, not in the first caller's request
+    """Build the QC runner and load the ICD-10-CM code set now, not in the first caller's request
     (together about 2 s)."""
     from knowledge.graph import icd10_title
 
     try:
         with app.app_context():
-            state.qc_engine()
+            state.qc_runner()
         icd10_title("I10")
     except Exception as exc:  # no knowledge snapshot yet: the first request will say so
         log.warning("QC warm-up skipped: %s", exc)
 
 
-def runner() -> JobRunner:
+def job_runner() -> JobRunner:
     return current_app.extensions[EXTENSION]
 
 
@@ -212,10 +209,10 @@ def check():
     except InputError as exc:
         audit("qc", inputs=raw, outcome="error", latency_ms=elapsed_ms(started), detail="rejected: invalid record")
         return error(400, str(exc))
-    engine = state.qc_engine()
-    findings = engine.check(record)
+    qc = state.qc_runner()
+    findings = qc.check(record)
     body = {"record_id": record.id, "findings": findings, "summary": summarize(findings),
-            "knowledge_snapshot": engine.snapshot.id}
+            "knowledge_snapshot": qc.snapshot.id}
     audit("qc", patient_ref=patient_ref, inputs=raw, outputs=body, sources=cited(findings),
           latency_ms=elapsed_ms(started))
     return jsonify(body)
@@ -241,7 +238,7 @@ def view(job: Job) -> dict:
 def visible_job(job_id: str) -> Job | None:
     """The job if the caller owns it or is an admin; None (-> 404) for a bad id, an unknown job or
     someone else's."""
-    job = runner().store.get(job_id)
+    job = job_runner().store.get(job_id)
     if job is None or (g.user.role != "admin" and job.owner != g.user.name):
         return None
     return job
@@ -255,7 +252,7 @@ def not_found():
 @require_role(*JOB_ROLES)
 def submit():
     started = time.perf_counter()
-    limit = current_app.config["QC_JOB_MAX_BYTES"]
+    limit = state.settings().qc_job_max_bytes
     request.max_content_length = limit
     if request.mimetype == "multipart/form-data":
         upload = request.files.get("file")
@@ -268,13 +265,13 @@ def submit():
         return error(415, f"unsupported content type {request.mimetype or '(none)'!r}; upload JSON Lines as "
                           "application/x-ndjson (or multipart/form-data with a 'file' field)")
     try:
-        job = runner().store.create(g.user.name, stream, limit)
+        job = job_runner().store.create(g.user.name, stream, limit)
     except JobTooLarge as exc:
         return error(413, str(exc))
     except JobError as exc:
         audit("qc:job-submit", outcome="error", latency_ms=elapsed_ms(started), detail="rejected: not a JSONL upload")
         return error(400, str(exc))
-    runner().submit(job.id)
+    job_runner().submit(job.id)
     audit("qc:job-submit", inputs={"job_id": job.id, "input_sha256": job.input_sha256, "bytes": job.input_bytes},
           outputs={"job_id": job.id, "total": job.total}, latency_ms=elapsed_ms(started), detail=f"job {job.id}")
     links = _links(job.id)
@@ -285,7 +282,7 @@ def submit():
 @require_role(*JOB_ROLES)
 def jobs():
     owner = None if g.user.role == "admin" else g.user.name
-    return jsonify(jobs=[view(job) for job in reversed(runner().store.list(owner))])
+    return jsonify(jobs=[view(job) for job in reversed(job_runner().store.list(owner))])
 
 
 @bp.get("/jobs/<job_id>")
@@ -304,7 +301,7 @@ def cancel(job_id: str):
     if found.status not in ("queued", "running"):
         return error(409, f"the job is {found.status}; only a queued or running job can be cancelled",
                      status=found.status)
-    return jsonify(view(runner().cancel(job_id))), 202
+    return jsonify(view(job_runner().cancel(job_id))), 202
 
 
 @bp.get("/jobs/<job_id>/report")
@@ -319,7 +316,7 @@ def report(job_id: str):
         return error(400, "format must be jsonl or html")
     if found.status != "done":
         return error(409, f"the job is {found.status}; its report is ready once it is done", status=found.status)
-    store = runner().store
+    store = job_runner().store
     if kind == "jsonl":
         path, digest = store.path(job_id, RESULTS), found.results_sha256
         response = send_file(path, mimetype="application/x-ndjson", as_attachment=True,
@@ -344,6 +341,6 @@ def report_csp(page: str) -> str:
                    for block in pattern.findall(page)]
         return " ".join(f"'sha256-{d}'" for d in digests) or "'none'"
 
-    ancestors = current_app.config.get("FRAME_ANCESTORS", "'self'")
+    ancestors = state.settings().frame_ancestors
     return (f"default-src 'none'; script-src {hashes(SCRIPT)}; style-src {hashes(STYLE)}; img-src data:; "
             f"base-uri 'none'; form-action 'none'; frame-ancestors {ancestors}")

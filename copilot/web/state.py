@@ -21,16 +21,26 @@ def _lazy(key: str, build):
     return extensions[key]
 
 
+def settings():
+    """The deployment's settings (copilot.config.Settings) the app was built from."""
+    return current_app.extensions["copilot.settings"]
+
+
 def home() -> Path:
-    return Path(current_app.instance_path)
+    return settings().home
 
 
 def knowledge_home() -> Path:
-    return Path(current_app.config.get("KNOWLEDGE_HOME") or current_app.instance_path)
+    return settings().knowledge_dir
 
 
 def engine():
     return current_app.extensions.get("copilot.engine")
+
+
+def engine_error() -> str:
+    """Why no model is loaded (for 503 answers and /health)."""
+    return current_app.extensions.get("copilot.engine_error", "no model loaded")
 
 
 def snapshot():
@@ -51,10 +61,10 @@ def retriever():
     return _lazy("copilot.retriever", lambda: Retriever(snapshot()))
 
 
-def qc_engine():
-    from copilot.qc.engine import QCEngine
+def qc_runner():
+    from copilot.qc.runner import QCRunner
 
-    return _lazy("copilot.qc", lambda: QCEngine(snapshot(), jurisdiction=current_app.config["QC_JURISDICTION"]))
+    return _lazy("copilot.qc", lambda: QCRunner(snapshot(), jurisdiction=settings().qc_jurisdiction))
 
 
 def users():

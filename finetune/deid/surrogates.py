@@ -3,15 +3,15 @@
 One SurrogateMap per record (or encounter): the same original always gets the same surrogate in
 every field of that record, every date moves by one offset (intervals survive), and everything is
 a pure function of the seed and an optional secret key, so a re-run gives the same training data.
-Set COPILOT_DEID_KEY (or pass ``key``) in production: without a secret, anyone who knows the seed
-(often the record id) could recompute the date offset.
+The key is never empty: ``COPILOT_DEID_KEY`` where set, else ``COPILOT_HOME/deid.key`` (32 random
+bytes, mode 0600, created on first use), so nobody who knows only the seed (often the record id)
+can recompute the date offset or the surrogates.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import random
 import re
 import string
@@ -59,6 +59,13 @@ def _fill(template: str, chars: str) -> str:
     return "".join(out)
 
 
+def default_key() -> str:
+    """The deployment's de-identification secret (settings: COPILOT_DEID_KEY or HOME/deid.key)."""
+    from copilot.config import Settings
+
+    return Settings().deid_secret()
+
+
 class SurrogateMap:
     """Original -> surrogate for one record; deterministic for a given seed (and key)."""
 
@@ -66,7 +73,9 @@ class SurrogateMap:
         if not isinstance(seed, str) or not seed:
             raise ValueError("SurrogateMap needs a non-empty string seed (e.g. the encounter id)")
         self.seed = seed
-        secret = key if key is not None else os.environ.get("COPILOT_DEID_KEY", "")
+        secret = key if key is not None else default_key()
+        if not secret:
+            raise ValueError("the de-identification key must not be empty")
         self._key = secret.encode("utf-8")
         self._pools = load_pools(pools)
         self._cache: dict[tuple[str, str], str] = {}

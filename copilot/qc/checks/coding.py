@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from copilot.qc.engine import Context, Hit, Rule, check
+from copilot.qc.registry import Context, Hit, Rule, check
 from knowledge.graph import icd10_release, icd10_title
 
 _STOP = {"of", "the", "and", "with", "without", "in", "to", "a", "an", "or", "unspecified", "other", "nos", "due",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from copilot.qc.engine import Context, Hit, Rule, check
-from copilot.qc.text import is_chinese, split_sections
+from copilot.qc.registry import Context, Hit, Rule, check
+from copilot.text.sections import is_chinese, split_sections
 
 
 def note_types_for(context: Context, document):

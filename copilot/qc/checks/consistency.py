@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from copilot.qc.engine import Context, Hit, Rule, check
-from copilot.qc.text import sentences, split_sections
+from copilot.qc.registry import Context, Hit, Rule, check
+from copilot.text.sections import sentences, split_sections
 
 # A denial that governs the finding itself ("denies any chest pain", "no fever", "negative
 # for cough"), not a negation elsewhere in the sentence ("not sure if it is her back pain").

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from copilot.qc.engine import Context, Hit, Rule, check
+from copilot.qc.registry import Context, Hit, Rule, check
 
 
 @lru_cache(maxsize=256)

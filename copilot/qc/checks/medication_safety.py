@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from copilot.qc.engine import Context, Hit, Rule, check
-from copilot.qc.medications import Mention, convert
+from copilot.qc.registry import Context, Hit, Rule, check
+from copilot.text.medications import Mention, convert
 
 
 def _hit(params: dict, mention: Mention, context: Context, items, severity=None) -> Hit:

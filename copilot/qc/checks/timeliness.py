@@ -7,7 +7,7 @@ jurisdiction's. A limit of 0 h ("immediately") cannot be checked by the clock an
 
 from __future__ import annotations
 
-from copilot.qc.engine import Context, Hit, Rule, check
+from copilot.qc.registry import Context, Hit, Rule, check
 
 ANCHOR_NAMES = {"admitted_at": "admission", "discharged_at": "discharge", "procedure_end": "the end of the procedure",
                 "encounter_start": "the start of the encounter", "event_time": "the event"}
