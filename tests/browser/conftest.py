@@ -3,21 +3,25 @@
 No browser is downloaded: Playwright launches /usr/bin/chromium. Screenshots go to
 test-artifacts/browser/. The page's CSP forbids eval, so waits on page state poll with
 page.evaluate (which the CSP does not govern) instead of page.wait_for_function.
+
+The server drafts with the scripted fake engine, paced like a model (tokens arrive one by one),
+so what the page shows is known in advance: each section's text, and claims in it that the
+encounter does not support (a drug and a dose never mentioned) for the page to highlight.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from tests.helpers import BROWSER_ARTIFACTS, BROWSER_PASSWORD, BROWSER_USER, scripted_sections
+
 CHROMIUM = Path("/usr/bin/chromium")
-REPO = Path(__file__).resolve().parents[2]
-ARTIFACTS = REPO / "test-artifacts" / "browser"
-USER, PASSWORD = "dr.browser", "correct horse battery staple"
+ARTIFACTS = BROWSER_ARTIFACTS
+USER, PASSWORD = BROWSER_USER, BROWSER_PASSWORD
 VIEWPORT = {"width": 380, "height": 900}
 
 EMBED_PAGE = """<!doctype html>
@@ -38,15 +42,29 @@ def chromium() -> Path:
     return CHROMIUM
 
 
+# What the scripted engine writes for each section of the elbow sample (by the section title in the
+# prompt's task line); the assessment invents metformin 500 mg, which the grounding check must mark.
+SECTION_REPLIES = {
+    "CHIEF COMPLAINT": "Right elbow pain for one week.",
+    "HISTORY OF PRESENT ILLNESS": " is a 45-year-old man with one week of pain on the inside of his right elbow that "
+                                  "began after a lot of pottery. The pain is 6 out of 10 and goes down into the forearm. "
+                                  "He recalls no injury.",
+    "ASSESSMENT AND PLAN": "Right elbow medial epicondylitis from repetitive pottery work. Rest the elbow, ice it and "
+                           "start metformin 500 mg twice a day. Follow up in two weeks.",
+}
+
+
 @pytest.fixture(scope="module")
-def server(embedded_engine, shipped_home, tmp_path_factory):
+def server(shipped_home, tmp_path_factory):
     """The real app on a real socket (waitress, as in production), with one clinician."""
     from waitress import create_server
 
     from copilot.web import create_app
+    from tests.fake_engine import FakeEngine
 
-    app = create_app({"COPILOT_HOME": str(tmp_path_factory.mktemp("browser-home")),
-                      "KNOWLEDGE_HOME": str(shipped_home), "ENGINE": embedded_engine})
+    home = tmp_path_factory.mktemp("browser-home")
+    engine = FakeEngine(scripted_sections(SECTION_REPLIES), token_delay=0.03).write_manifest(home / "fake-model")
+    app = create_app({"home": home, "knowledge_home": shipped_home}, engine=engine)
     app.add_url_rule("/test-embed", "test_embed", lambda: EMBED_PAGE)  # a same-origin EHR page with an iframe
     users = app.extensions["copilot.users"]
     users.add(USER, "clinician")
@@ -83,23 +101,3 @@ def page(browser, server):
     yield tab
     context.close()
     assert problems == [], problems
-
-
-def wait_until(page, predicate: str, timeout: float = 30.0, what: str = "") -> None:
-    """Poll a JS predicate (a function expression) until it is truthy."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if page.evaluate(predicate):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what or predicate}")
-
-
-def sign_in(page, user: str = USER, password: str = PASSWORD) -> None:
-    page.fill("#username", user)
-    page.fill("#password", password)
-    page.click("button[type=submit]")
-
-
-def no_horizontal_scroll(page) -> bool:
-    return page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")

@@ -1,22 +1,22 @@
 import pytest
 
 from copilot.drafting.draft import DraftError, DraftRequest, Drafter, note_types
+from tests.helpers import TRANSCRIPT, scripted_sections
 
-TRANSCRIPT = """[doctor] hi mister jones, what brings you in today?
-[patient] my right knee has been hurting for about two weeks, since i slipped on the stairs.
-[doctor] have you taken anything for it?
-[patient] ibuprofen, four hundred milligrams, twice a day. it helps a little.
-[doctor] any other medical problems?
-[patient] i have high blood pressure, i take lisinopril ten milligrams every morning.
-[doctor] on exam there is mild swelling of the right knee and tenderness along the medial joint line.
-[doctor] i think this is a medial meniscus strain. we will get an x-ray of the right knee, continue ibuprofen
-with food, and i will see you back in two weeks.
-[patient] okay, thank you."""
+REPLIES = {
+    "CHIEF COMPLAINT": "Right knee pain for two weeks.",
+    "HISTORY OF PRESENT ILLNESS": " slipped on the stairs two weeks ago and has had right knee pain since. Ibuprofen "
+                                  "400 mg twice a day helps a little. He also takes lisinopril 10 mg every morning "
+                                  "for high blood pressure and metformin 500 mg for diabetes.",
+    "ASSESSMENT AND PLAN": "Medial meniscus strain of the right knee. X-ray of the right knee. Continue ibuprofen "
+                           "with food. Follow up in two weeks.",
+}
 
 
-@pytest.fixture(scope="module")
-def drafter(embedded_engine, graph, retriever):
-    return Drafter(embedded_engine, graph, retriever)
+@pytest.fixture
+def drafter(fake_engine, graph, retriever):
+    fake_engine.script = scripted_sections(REPLIES)
+    return Drafter(fake_engine, graph, retriever)
 
 
 def test_note_types_are_data():
@@ -55,6 +55,13 @@ def test_draft_streams_sections_and_checks_grounding(drafter):
     assert any(c["kind"] == "knowledge" and c["source"]["title"] for c in done["citations"])
 
 
+def test_invented_facts_are_marked_and_stated_ones_are_not(drafter):
+    done = list(drafter.draft(DraftRequest(transcript=TRANSCRIPT, sections=["hpi"])))[-1][1]
+    marked = {m["text"] for m in done["unsupported"]}
+    assert {"metformin", "500 mg", "diabetes"} <= marked, marked
+    assert not marked & {"400 mg", "lisinopril", "10 mg", "right knee", "Ibuprofen"}, marked
+
+
 def test_cancel_stops_between_tokens(drafter):
     import threading
 
@@ -76,3 +83,15 @@ def test_every_section_is_drafted(drafter):
                                            max_new_tokens=24)))[-1][1]
     assert len(done["sections"]) == 3
     assert all(len(s["text"]) > 10 for s in done["sections"]), [s["text"] for s in done["sections"]]
+
+
+def test_the_real_model_drafts_a_grounded_section(embedded_engine, graph, retriever):
+    """End to end on the embedded model: real tokens stream, and every mark points at real text."""
+    events = list(Drafter(embedded_engine, graph, retriever).draft(
+        DraftRequest(transcript=TRANSCRIPT, sections=["assessment_plan"], max_new_tokens=60)))
+    done = events[-1][1]
+    streamed = "".join(d["text"] for e, d in events if e == "token")
+    assert done["sections"][0]["text"] == streamed.strip() and len(streamed.split()) > 5
+    for mark in done["unsupported"]:
+        assert done["note"][mark["start"]:mark["end"]] == mark["text"] and mark["reason"]
+    assert done["metrics"]["tokens"] > 5 and done["metrics"]["tokens_per_s"] > 0

@@ -25,6 +25,7 @@ def test_prepare_is_idempotent(tiny_model, tiny_checkpoint, tiny_settings):
     assert (tiny_model / "openvino_model.bin").stat().st_mtime_ns == before
 
 
+@pytest.mark.export
 def test_changed_source_is_exported_again(tiny_checkpoint, tmp_path):
     source = tmp_path / "model"
     shutil.copytree(tiny_checkpoint, source)

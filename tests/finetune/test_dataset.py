@@ -174,7 +174,7 @@ def test_refused_examples_are_counted_and_left_out(scrubber):
 
 
 def test_cli_errors_are_clear(tmp_path, monkeypatch, capsys, tiny_checkpoint):
-    from finetune.cli import main
+    from copilot.cli import main
 
     monkeypatch.setenv("COPILOT_HOME", str(tmp_path / "home"))
     assert main(["finetune", "train", "--config", "tiny", "--work-dir", str(tmp_path / "w")]) == 2

@@ -62,7 +62,7 @@ def test_evaluation_compares_base_and_finetuned(exported_run, tiny_config, finet
     assert report["perplexity"]["base"]["perplexity"] != report["perplexity"]["finetuned"]["perplexity"]
     # The LoRA run lowered the PyTorch validation loss; the exported INT8 model agrees on the direction.
     assert report["perplexity"]["finetuned"]["loss"] < report["perplexity"]["base"]["loss"]
-    assert report["base_model"]["exported"] == str(finetune_settings.model_dir("tiny-llama", "int8"))
+    assert report["base_model"]["exported"] == str(finetune_settings.export_dir("tiny-llama", "int8"))
     assert report["finetuned_model"]["exported"] == export_report["exported"]
     ids = [e["id"] for e in report["per_encounter"]]
     assert len(ids) == 2 and ids == sorted(ids) and all(i.startswith("aci-bench:") and i.endswith(":note") for i in ids)

@@ -51,7 +51,7 @@ def test_export_goes_through_prepare_and_generates(exported_run, finetune_settin
     from copilot.engine.pipeline import Engine, GenerationRequest
 
     run, report = exported_run
-    exported = finetune_settings.model_dir("ft-tiny-run", "int8")
+    exported = finetune_settings.export_dir("ft-tiny-run", "int8")
     assert report["exported"] == str(exported)
     manifest = json.loads((exported / "copilot-model.json").read_text())
     assert manifest["checkpoint"] == str(run.merged) and manifest["weight_format"] == "int8"

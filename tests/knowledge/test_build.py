@@ -3,7 +3,7 @@ import json
 import pytest
 
 from knowledge.build import BuildError, build, read_sources
-from tests.knowledge.conftest import DEFAULTS, MINI, write_sources
+from tests.helpers import DEFAULTS, MINI, write_sources
 
 
 def test_shipped_sources_are_valid_and_complete():

@@ -9,7 +9,7 @@ import pytest
 
 from copilot.qc.batch import BatchError, completed_keys, run_batch
 from copilot.qc.report import write_report
-from tests.qc.conftest import NOTE, make_record
+from tests.helpers import NOTE, make_record
 
 
 def write_batch(path, count, bad_every=0):

@@ -11,7 +11,7 @@ import pytest
 
 from copilot.qc.batch import run_batch
 from copilot.qc.jobs import INPUT, RESULTS, STATE, JobError, JobRunner, JobStore, JobTooLarge
-from tests.qc.conftest import NOTE, make_record, wait_for
+from tests.helpers import NOTE, make_record, wait_for
 
 DEFECT = NOTE.replace("lisinopril 20 mg daily", "lisinopril 20 mg QD")
 
@@ -105,20 +105,20 @@ def test_runner_finishes_jobs_in_order_with_progress_and_summary(store, runners)
 
 
 def test_a_stopped_runner_leaves_the_job_queued_and_the_next_one_completes_it(store, runners):
-    job = store.create("qc", io.BytesIO(jsonl(2000)), max_bytes=1 << 24)
+    job = store.create("qc", io.BytesIO(jsonl(600)), max_bytes=1 << 24)
     runner = runners(interval=0.05)
     runner.start()
     wait_for(lambda: store.get(job.id).done >= 20)
     runner.stop()
     stopped = store.get(job.id)
-    assert stopped.status == "queued" and 20 <= stopped.done < 2000
+    assert stopped.status == "queued" and 20 <= stopped.done < 600
     assert len(result_ids(store, job.id)) == stopped.done
 
     again = runners(interval=0.05)
     assert again.start() == [job.id]
     finished = wait_for(lambda: store.get(job.id).status == "done" and store.get(job.id))
     ids = result_ids(store, job.id)
-    assert finished.done == 2000 and len(ids) == 2000 and len(set(ids)) == 2000
+    assert finished.done == 600 and len(ids) == 600 and len(set(ids)) == 600
 
 
 def test_a_crash_mid_write_is_resumed_without_loss_or_duplicates(store, runners, shipped_home, tmp_path):
@@ -155,7 +155,7 @@ def test_cancel_a_queued_job_at_once_and_a_running_one_at_its_next_record(store,
 
 
 def test_two_runners_on_one_instance_never_run_the_same_job(store, runners, caplog):
-    job = store.create("qc", io.BytesIO(jsonl(2000)), max_bytes=1 << 24)
+    job = store.create("qc", io.BytesIO(jsonl(600)), max_bytes=1 << 24)
     first, second = runners(interval=0.05), runners(interval=0.05)
     first.start()
     wait_for(lambda: store.get(job.id).done > 0)
@@ -165,4 +165,4 @@ def test_two_runners_on_one_instance_never_run_the_same_job(store, runners, capl
     assert store.get(job.id).status == "running"
     wait_for(lambda: store.get(job.id).status == "done", timeout=120)
     ids = result_ids(store, job.id)
-    assert len(ids) == len(set(ids)) == 2000
+    assert len(ids) == len(set(ids)) == 600

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 from copilot.qc.llm import ModelReviewer, parse_findings
 from copilot.records.loaders import record_from_json
-from tests.qc.conftest import NOTE, make_record
+from tests.helpers import NOTE, make_record
 
 
 class ScriptedEngine:

@@ -2,8 +2,9 @@
 
 import pytest
 
-from copilot.qc.engine import CATEGORIES, load_rules
-from tests.qc.conftest import NOTE, make_record
+from copilot.qc.registry import CATEGORIES
+from copilot.qc.runner import load_rules
+from tests.helpers import NOTE, make_record
 
 
 def rules_hit(findings, category=None):

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from copilot.records.loaders import RecordError, iter_records, record_from_json
-from tests.qc.conftest import make_record
+from tests.helpers import make_record
 
 
 def load(paths, **kwargs):

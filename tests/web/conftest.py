@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
+
+from tests.helpers import csrf_from
 
 ROLE_USERS = {"clinician": "clin", "qc_staff": "qc", "admin": "adm"}
 
@@ -20,12 +20,6 @@ def auth(tokens):
     def headers(role: str = "clinician") -> dict[str, str]:
         return {"Authorization": f"Bearer {tokens[role]}"}
     return headers
-
-
-def csrf_from(html: str) -> str:
-    match = re.search(r'name="csrf[-_]token"[^>]*(?:content|value)="([^"]+)"', html)
-    assert match, "page carries no CSRF token"
-    return match.group(1)
 
 
 @pytest.fixture

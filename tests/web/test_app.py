@@ -6,14 +6,7 @@ import time
 import pytest
 
 from copilot.web import create_app
-
-
-def parse_sse(body: str) -> list[tuple[str, dict]]:
-    events = []
-    for block in body.strip().split("\n\n"):
-        lines = dict(line.split(": ", 1) for line in block.splitlines())
-        events.append((lines["event"], json.loads(lines["data"])))
-    return events
+from tests.helpers import parse_sse
 
 
 @pytest.fixture
@@ -29,12 +22,12 @@ def test_health_reports_the_model(client):
     assert response.status_code == 200
     body = response.get_json()
     assert body["status"] == "ok"
-    assert body["model"]["name"] == "smollm2-135m-instruct"
-    assert body["model"]["weight_format"] == "int8"
+    assert body["model"]["name"] == "fake-engine"
+    assert body["model"]["weight_format"] == "fake"
 
 
 def test_health_without_a_model_is_503(tmp_path):
-    app = create_app({"TESTING": True, "COPILOT_HOME": str(tmp_path), "MODEL_DIR": str(tmp_path / "missing")})
+    app = create_app({"TESTING": True, "home": tmp_path, "model_dir": tmp_path / "missing"})
     response = app.test_client().get("/health")
     assert response.status_code == 503
     assert "copilot model prepare" in response.get_json()["error"]
@@ -85,10 +78,12 @@ def test_oversized_body_is_refused(client):
     assert response.status_code == 413
 
 
-def test_production_server_streams_before_generation_ends(app, tokens):
+def test_production_server_streams_before_generation_ends(app, tokens, fake_engine):
     """Through waitress itself: the first token must arrive well before the last."""
     from waitress.server import create_server
 
+    fake_engine.script = " ".join(str(n) for n in range(4, 200))
+    fake_engine.token_delay = 0.005
     server = create_server(app, host="127.0.0.1", port=0, threads=2)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

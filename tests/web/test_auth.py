@@ -1,6 +1,6 @@
 import pytest
 
-from tests.web.conftest import csrf_from
+from tests.helpers import csrf_from
 
 
 def test_login_sets_a_session_and_csrf_guards_posts(app, client, login, tokens):
@@ -10,6 +10,9 @@ def test_login_sets_a_session_and_csrf_guards_posts(app, client, login, tokens):
     assert without.status_code == 400 and "CSRF" in without.get_json()["error"]
     response = client.post("/api/draft", json={"transcript": "[doctor] hi"}, headers={"X-CSRFToken": "forged"})
     assert response.status_code == 400
+    signed = client.post("/api/draft", json={"transcript": "[doctor] hi", "sections": ["chief_complaint"]},
+                         headers={"X-CSRFToken": csrf})
+    assert signed.status_code == 200 and signed.mimetype == "text/event-stream"
 
 
 def test_wrong_password_and_unknown_user(client, tokens):

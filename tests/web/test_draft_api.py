@@ -2,15 +2,7 @@ import json
 
 import pytest
 
-from tests.drafting.test_draft import TRANSCRIPT
-
-
-def events_of(response) -> list[tuple[str, dict]]:
-    events = []
-    for block in response.get_data(as_text=True).strip().split("\n\n"):
-        fields = dict(line.split(": ", 1) for line in block.splitlines())
-        events.append((fields["event"], json.loads(fields["data"])))
-    return events
+from tests.helpers import TRANSCRIPT, events_of
 
 
 def test_draft_streams_and_is_audited(app, client, auth):
@@ -20,7 +12,7 @@ def test_draft_streams_and_is_audited(app, client, auth):
     assert response.status_code == 200 and response.mimetype == "text/event-stream"
     events = events_of(response)
     start, done = events[0][1], events[-1][1]
-    assert start["model"] == "smollm2-135m-instruct" and start["knowledge_snapshot"]
+    assert start["model"] == "fake-engine" and start["knowledge_snapshot"]
     assert [e for e, _ in events if e.startswith("section")] == ["section_start", "section_end"] * 2
     log = app.extensions["copilot.audit"]
     entries = list(log.entries())
@@ -72,10 +64,10 @@ def test_note_types_listed(client, auth):
     assert types["soap"]["sections"][0]["id"] == "chief_complaint"
 
 
-def test_no_knowledge_base_is_a_clear_503(embedded_engine, tmp_path):
+def test_no_knowledge_base_is_a_clear_503(fake_engine, tmp_path):
     from copilot.web import create_app
 
-    app = create_app({"TESTING": True, "COPILOT_HOME": str(tmp_path), "ENGINE": embedded_engine})
+    app = create_app({"TESTING": True, "home": tmp_path}, engine=fake_engine)
     token = app.extensions["copilot.users"].add("doc", "clinician")
     headers = {"Authorization": f"Bearer {token}"}
     client = app.test_client()

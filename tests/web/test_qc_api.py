@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from copilot.audit import hash_payload
-from tests.qc.conftest import NOTE, make_record
+from tests.helpers import NOTE, make_record
 
 DATA = Path(__file__).with_name("data")
 DEVSET = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "qc_devset.jsonl"

@@ -12,7 +12,7 @@ import pytest
 
 from copilot.audit import hash_payload
 from copilot.qc.jobs import RESULTS, STATE
-from tests.qc.conftest import NOTE, make_record, paced_records, wait_for  # noqa: F401 (a fixture)
+from tests.helpers import NOTE, make_record, wait_for
 
 DEFECT = NOTE.replace("lisinopril 20 mg daily", "lisinopril 20 mg QD")
 DEVSET = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "qc_devset.jsonl"
@@ -108,7 +108,8 @@ def test_roles_and_bad_uploads(api, jobs_app, auth):
     assert empty.status_code == 400 and "no records" in empty.get_json()["error"]
     garbage = api.post("/api/qc/jobs", data=b"id,name\n1,x\n", content_type="text/plain", headers=auth("qc_staff"))
     assert garbage.status_code == 400 and "line 1 is not JSON" in garbage.get_json()["error"]
-    jobs_app.config["QC_JOB_MAX_BYTES"] = 4096
+    settings = jobs_app.extensions["copilot.settings"]
+    jobs_app.extensions["copilot.settings"] = settings.model_copy(update={"qc_job_max_bytes": 4096})
     big = api.post("/api/qc/jobs", data=jsonl(20), content_type=NDJSON, headers=auth("qc_staff"))
     assert big.status_code == 413 and "error" in big.get_json()
     assert list((Path(jobs_app.instance_path) / "qc" / "jobs").iterdir()) == []
@@ -161,28 +162,28 @@ def test_a_restart_mid_job_finishes_it_with_no_record_lost_or_repeated(api, jobs
     from copilot.web import create_app
 
     headers = auth("qc_staff")
-    job = submit(api, headers, jsonl(2000))
+    job = submit(api, headers, jsonl(600))
     folder = Path(jobs_app.instance_path) / "qc" / "jobs" / job["id"]
     wait_for(lambda: api.get(job["links"]["self"], headers=headers).get_json()["done"] >= 20)
     install(jobs_app).stop()
     state = json.loads((folder / STATE).read_text())
-    assert state["status"] == "queued" and 20 <= state["done"] < 2000
+    assert state["status"] == "queued" and 20 <= state["done"] < 600
     state["status"] = "running"
     (folder / STATE).write_text(json.dumps(state))
     with (folder / RESULTS).open("a") as handle:
         handle.write('{"record_id": "r0')
 
-    restarted = create_app({"TESTING": True, "COPILOT_HOME": jobs_app.instance_path,
-                            "KNOWLEDGE_HOME": jobs_app.config["KNOWLEDGE_HOME"],
-                            "ENGINE": jobs_app.extensions["copilot.engine"]})
+    settings = jobs_app.extensions["copilot.settings"]
+    restarted = create_app({"TESTING": True, "home": settings.home, "knowledge_home": settings.knowledge_home},
+                           engine=jobs_app.extensions["copilot.engine"])
     runner = install(restarted)
     try:
         client = restarted.test_client()
         body = finished(client, headers, job["id"])
-        assert body["status"] == "done" and body["done"] == 2000 and body["errors"] == 0
+        assert body["status"] == "done" and body["done"] == 600 and body["errors"] == 0
         report = client.get(job["links"]["report"], headers=headers)
         ids = [json.loads(line)["record_id"] for line in report.data.splitlines()]
-        assert len(ids) == 2000 and sorted(ids) == [f"r{i:05d}" for i in range(2000)]
+        assert len(ids) == 600 and sorted(ids) == [f"r{i:05d}" for i in range(600)]
     finally:
         runner.stop()
 

@@ -11,7 +11,7 @@ import pytest
 
 from copilot.records.loaders import record_from_json
 from copilot.web import sidebar
-from tests.web.conftest import csrf_from
+from tests.helpers import csrf_from
 
 STATIC = Path(sidebar.__file__).with_name("static")
 
