@@ -71,7 +71,7 @@ DB_RELATIVE = Path("audit") / "audit.db"
 GENESIS_HASH = "0" * 64
 KEY_BYTES = 32
 BUSY_TIMEOUT_S = 30.0
-OUTCOMES = ("success", "error", "denied")
+OUTCOMES = ("success", "invalid", "denied", "cancelled", "error")  # invalid: refused as malformed (4xx)
 MAX_NAME = 128
 MAX_ID = 200
 MAX_DETAIL = 300
@@ -135,7 +135,9 @@ class AuditIntegrityError(AuditError):
 
 
 def canonical_json(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    """Sorted, compact, UTF-8; a lone surrogate is encoded as it is rather than failing the hash."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8", "surrogatepass")
 
 
 def hash_payload(obj: Any) -> str:
@@ -143,7 +145,7 @@ def hash_payload(obj: Any) -> str:
     if isinstance(obj, (bytes, bytearray, memoryview)):
         data = bytes(obj)
     elif isinstance(obj, str):
-        data = obj.encode("utf-8")
+        data = obj.encode("utf-8", "surrogatepass")  # a lone surrogate is hashed, never a reason to fail
     else:
         try:
             data = canonical_json(obj)

@@ -58,7 +58,7 @@ def test_generate_without_streaming(client):
 
 
 @pytest.mark.parametrize("payload, message", [
-    ("not json", "JSON object"),
+    ("not json", "malformed JSON"),
     ([1, 2], "JSON object"),
     ({"prompt": "x", "evil": 1}, "unknown fields"),
     ({"prompt": ""}, "non-empty"),

@@ -174,7 +174,7 @@ def test_missing_required_prefetch_is_412(cds, app, auth):
                                        "issue": [{"severity": "error", "code": "timeout"}]}
     assert cds.post(SAFETY, json=failed, headers=auth("clinician")).status_code == 412
     entries = list(app.extensions["copilot.audit"].entries())
-    assert [(e.outcome, e.patient_ref) for e in entries] == [("error", "Patient/pat-1042")] * 2
+    assert [(e.outcome, e.patient_ref) for e in entries] == [("invalid", "Patient/pat-1042")] * 2
 
 
 @pytest.mark.parametrize("change, status, message", [

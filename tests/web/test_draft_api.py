@@ -32,7 +32,7 @@ def test_draft_streams_and_is_audited(app, client, auth):
     ({"json": {"record": {"id": "r", "patient": {"age": "old"}}}}, 400, "record"),
     ({"json": {"transcript": "x", "patient_ref": "<script>"}}, 400, "patient_ref"),
     ({"json": {"transcript": "x", "max_new_tokens": 10**6}}, 400, "max_new_tokens"),
-    ({"data": "{", "content_type": "application/json"}, 400, "not valid JSON"),
+    ({"data": "{", "content_type": "application/json"}, 400, "malformed JSON"),
     ({"data": "hello", "content_type": "text/plain"}, 415, "application/json"),
     ({"json": {"transcript": "x" * 200_001}}, 400, "longer than"),
 ])
