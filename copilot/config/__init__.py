@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level of "
                                                                     "`copilot serve`.")
 
+    # Audit
+    audit_anchor: Path | None = Field(None, description="Copy of the audit log's head anchor kept outside the "
+                                      "audit folder (default: HOME/audit.anchor; a relative path is under HOME); "
+                                      "on another volume it reveals a deleted or replaced log.")
+
     # Quality control
     qc_jurisdiction: Literal["CN", "US"] = Field("CN", description="Whose documentation time limits QC applies: "
                                                  "CN (《病历书写基本规范》) or US (42 CFR 482).")
@@ -138,6 +143,13 @@ class Settings(BaseSettings):
     @property
     def audit_db(self) -> Path:
         return self.home / "audit" / "audit.db"
+
+    @property
+    def audit_anchor_path(self) -> Path:
+        """The external copy of the audit head anchor (outside HOME/audit)."""
+        if self.audit_anchor is None:
+            return self.home / "audit.anchor"
+        return self.audit_anchor if self.audit_anchor.is_absolute() else self.home / self.audit_anchor
 
     @property
     def qc_jobs_dir(self) -> Path:
@@ -201,6 +213,7 @@ class Settings(BaseSettings):
         """The variables with this instance's values, secrets masked."""
         unset = {"knowledge_home": f"(unset: {self.home})", "datasets": f"(unset: {self.datasets_dir})",
                  "model_dir": f"(unset: {self.export_dir()})", "log_file": "(unset: stderr only)",
+                 "audit_anchor": f"(unset: {self.audit_anchor_path})",
                  "deid_key": f"(unset: {self.deid_key_file})"}
         rows = []
         for row in self.variables():

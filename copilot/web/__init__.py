@@ -57,7 +57,7 @@ def create_app(config: Settings | Mapping | None = None, *, engine=None) -> Flas
     from copilot.users import UserStore
 
     app.extensions["copilot.users"] = UserStore(settings.users_db)
-    app.extensions["copilot.audit"] = AuditLog(settings.audit_db)
+    app.extensions["copilot.audit"] = AuditLog(settings.audit_db, anchor_path=settings.audit_anchor_path)
     app.extensions["copilot.engine"] = engine if engine is not None else _load_engine(app, settings)
 
     from copilot.web import (admission, audit_api, auditing, auth, cds_hooks, draft, generate, health, metrics,

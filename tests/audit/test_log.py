@@ -270,6 +270,9 @@ def test_truncation_with_a_rewritten_anchor_needs_a_head_kept_elsewhere(log):
     kept = log.head()
     tamper(log, ("DELETE FROM entries WHERE seq > 8", ()))
     log.head_path.write_text(json.dumps({"seq": 8, "hash": row(log, 8)["hash"]}))
+    result = log.verify()  # the copy outside the audit folder still says 10
+    assert (result.ok, result.first_bad) == (False, 9) and "external anchor" in result.reason
+    log.anchor_path.write_text(log.head_path.read_text())
     assert log.verify().ok  # the documented limit: the files alone are consistent again
     result = log.verify(expect_head=kept)
     assert (result.ok, result.first_bad) == (False, 9) and "truncated" in result.reason
