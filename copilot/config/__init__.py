@@ -82,7 +82,19 @@ class Settings(BaseSettings):
     cookie_samesite: Literal["Lax", "Strict", "None"] = Field("Lax", description="SameSite of the sidebar's "
                                                                 "session cookie; None (with COOKIE_SECURE) when the "
                                                                 "EMR embeds the sidebar from another origin.")
-    cookie_secure: bool = Field(False, description="Send the session cookie over HTTPS only (set behind TLS).")
+    public_url: str | None = Field(None, description="The address clinicians and the EHR reach the service at "
+                                   "(https://copilot.hospital.example): https makes session cookies Secure, and "
+                                   "CDS Hooks JWTs must name it as their audience.")
+    cookie_secure: bool | None = Field(None, description="Send the session cookie over HTTPS only (default: yes "
+                                       "when PUBLIC_URL is https).")
+    proxy_hops: int = Field(0, ge=0, le=5, description="Reverse proxies in front of the server whose "
+                            "X-Forwarded-For/-Proto headers are trusted (the client address for login limits, "
+                            "https for cookies); 0 trusts none.")
+    login_limit_per_user: str = Field("10 per 15 minutes", description="Failed sign-ins allowed per user name "
+                                      "before sign-in is refused (429) until the window passes; counted in "
+                                      "memory, per server process.")
+    login_limit_per_address: str = Field("30 per 15 minutes", description="Failed sign-ins allowed per client "
+                                         "address, whatever the user names (in memory, per server process).")
     log_file: Path | None = Field(None, description="Also log `copilot serve` to this file, rotated at 10 MiB "
                                   "(5 kept); a relative path is under HOME.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level of "
@@ -105,6 +117,29 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
+
+    @field_validator("public_url", mode="after")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+            raise ValueError("COPILOT_PUBLIC_URL must be an http(s) URL such as https://copilot.hospital.example")
+        return value.strip().rstrip("/")
+
+    @field_validator("login_limit_per_user", "login_limit_per_address", mode="after")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise ValueError(f"not a rate limit such as '10 per 15 minutes': {exc}") from None
+        return value
 
     @field_validator("deid_key", mode="after")
     @classmethod
@@ -135,6 +170,13 @@ class Settings(BaseSettings):
     def knowledge_dir(self) -> Path:
         """The instance whose knowledge snapshot is served."""
         return self.knowledge_home or self.home
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Whether session cookies are HTTPS-only: COOKIE_SECURE, else whether PUBLIC_URL is https."""
+        if self.cookie_secure is not None:
+            return self.cookie_secure
+        return bool(self.public_url and self.public_url.startswith("https://"))
 
     @property
     def users_db(self) -> Path:

@@ -45,13 +45,17 @@ def create_app(config: Settings | Mapping | None = None, *, engine=None) -> Flas
         SECRET_KEY=settings.session_secret(),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE=settings.cookie_samesite,
-        SESSION_COOKIE_SECURE=settings.cookie_secure,
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
         REMEMBER_COOKIE_DURATION=0,
         WTF_CSRF_CHECK_DEFAULT=False,
         WTF_CSRF_TIME_LIMIT=12 * 3600,
     )
     app.config.update(flask_config)
     app.extensions["copilot.settings"] = settings
+    if settings.proxy_hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops)
 
     from copilot.audit import AuditLog
     from copilot.users import UserStore
@@ -92,9 +96,11 @@ def _warm_up(app: Flask) -> None:
 
 
 def _no_knowledge(exc: NoSnapshot):
-    from flask import jsonify
+    from copilot.files import without_paths
 
-    return jsonify(error=f"{exc} (the service needs its knowledge base to draft or check records)"), 503
+    log.error("%s", exc)
+    return jsonify(error=f"{without_paths(str(exc))} (the service needs its knowledge base to draft or check "
+                         "records)"), 503
 
 
 def _unexpected(exc: Exception):

@@ -74,4 +74,5 @@ def test_no_knowledge_base_is_a_clear_503(fake_engine, tmp_path):
     for path, body in (("/api/draft", {"transcript": TRANSCRIPT}), ("/api/qc", {"text": "Chief complaint: cough."})):
         response = client.post(path, json=body, headers=headers)
         assert response.status_code == 503 and "copilot knowledge build" in response.get_json()["error"]
+        assert str(tmp_path) not in response.get_json()["error"]
     app.extensions["copilot.qc_jobs"].stop()

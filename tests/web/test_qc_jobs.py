@@ -73,7 +73,8 @@ def test_job_lifecycle_from_upload_to_both_reports(api, jobs_app, auth):
     assert "script-src 'sha256-" in csp and "unsafe-inline" not in csp and "default-src 'none'" in csp
     again = api.get(job["links"]["report_html"], headers=headers)
     assert again.data == html.data  # rendered once, then served from disk
-    for report in (html, jsonl_report):  # the owner never sees where the server keeps things
+    for report in (html, jsonl_report):  # the owner never sees where the server keeps things; nothing cached
+        assert report.headers["Cache-Control"] == "no-store"
         assert jobs_app.instance_path.encode() not in report.data and b"/qc/jobs/" not in report.data
 
     log = jobs_app.extensions["copilot.audit"]
