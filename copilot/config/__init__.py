@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     qc_job_max_bytes: int = Field(256 * MiB, ge=1024, description="Largest batch QC upload (JSON Lines).")
     cds_max_bytes: int = Field(16 * MiB, ge=1024, description="Largest CDS Hooks request (prefetch carries "
                                "whole notes).")
+    cds_issuers: Path | None = Field(None, description="YAML file of the EHRs trusted to sign CDS Hooks calls "
+                                     "with JWTs (issuer, JWKS file or in-hospital URL, the copilot user they act "
+                                     "as; README: CDS Hooks security); unset: copilot tokens only. Relative: "
+                                     "under HOME.")
     frame_ancestors: str = Field("'self'", description="EMR origins allowed to embed the sidebar in an iframe "
                                  "(CSP frame-ancestors syntax).")
     cookie_samesite: Literal["Lax", "Strict", "None"] = Field("Lax", description="SameSite of the sidebar's "
@@ -185,6 +189,12 @@ class Settings(BaseSettings):
     @property
     def audit_db(self) -> Path:
         return self.home / "audit" / "audit.db"
+
+    @property
+    def cds_issuers_path(self) -> Path | None:
+        if self.cds_issuers is None:
+            return None
+        return self.cds_issuers if self.cds_issuers.is_absolute() else self.home / self.cds_issuers
 
     @property
     def audit_anchor_path(self) -> Path:

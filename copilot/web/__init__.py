@@ -64,9 +64,10 @@ def create_app(config: Settings | Mapping | None = None, *, engine=None) -> Flas
     app.extensions["copilot.audit"] = AuditLog(settings.audit_db, anchor_path=settings.audit_anchor_path)
     app.extensions["copilot.engine"] = engine if engine is not None else _load_engine(app, settings)
 
-    from copilot.web import (admission, audit_api, auditing, auth, cds_hooks, draft, generate, health, metrics,
-                             qc_api, sidebar)
+    from copilot.web import (admission, audit_api, auditing, auth, cds_auth, cds_hooks, draft, generate, health,
+                             metrics, qc_api, sidebar)
 
+    cds_auth.init_app(app)
     admission.init_app(app)
     metrics.init_app(app)
     auth.init_app(app)

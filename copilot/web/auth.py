@@ -19,7 +19,7 @@ from flask_login import LoginManager, current_user, login_user, logout_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from copilot.users import NAME
-from copilot.web import state
+from copilot.web import cds_auth, state
 from copilot.web.login_limits import LoginLimits
 
 bp = Blueprint("auth", __name__)
@@ -48,10 +48,15 @@ def _authenticate() -> None:
     """Resolve the caller once per request; check CSRF for cookie-authenticated writes.
 
     Bearer requests carry no ambient credential, so CSRF does not apply to them."""
-    g.user, g.auth = None, None
+    g.user, g.auth, g.auth_error = None, None, None
     header = request.headers.get("Authorization", "")
     if header[:7].lower() == "bearer ":
-        g.user = state.users().by_token(header[7:].strip())
+        token = header[7:].strip()
+        if request.blueprint == "cds_hooks" and cds_auth.looks_like_jwt(token):
+            g.user, g.auth_error = cds_auth.user_for(token, (request.view_args or {}).get("service_id"))
+            g.auth = "jwt" if g.user else "bad-token"
+            return
+        g.user = state.users().by_token(token)
         g.auth = "bearer" if g.user else "bad-token"
         return
     if current_user.is_authenticated:
@@ -73,9 +78,11 @@ def require_role(*roles: str):
             if g.get("user") is None:
                 if wants_html():
                     return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
-                return (jsonify(error="authentication required" if g.get("auth") != "bad-token"
-                                else "invalid or revoked token"),
-                        401, {"WWW-Authenticate": 'Bearer realm="copilot"'})
+                if g.get("auth") != "bad-token":
+                    return jsonify(error="authentication required"), 401, {"WWW-Authenticate": 'Bearer realm="copilot"'}
+                reason = g.get("auth_error") or "invalid or revoked token"
+                return (jsonify(error=reason), 401,
+                        {"WWW-Authenticate": 'Bearer realm="copilot", error="invalid_token"'})
             if roles and g.user.role not in roles:
                 from copilot.web.auditing import record
 

@@ -28,12 +28,15 @@ def cmd_serve(args) -> int:
     settings = type(args.settings)(**overrides)  # validated like the environment's values
     configure("DEBUG" if args.verbose else settings.log_level, settings.log_path)
     from copilot.audit.log import AuditError
+    from copilot.cds.jwt_auth import IssuerConfigError
 
     try:
         app = create_app(settings)
     except AuditError as exc:
         raise ServeError(f"the audit log cannot be used: {exc}\nNothing was served. Run `copilot audit verify` "
                          "and restore the audit directory from backup.") from None
+    except IssuerConfigError as exc:
+        raise ServeError(f"{exc}\nNothing was served; fix COPILOT_CDS_ISSUERS (README: CDS Hooks security).") from None
     if app.extensions.get("copilot.engine") is None:
         print(f"copilot serve: error: {app.extensions['copilot.engine_error']}", file=sys.stderr)
         return 2
