@@ -65,13 +65,15 @@ class Settings(BaseSettings):
     prompt_lookup: bool = Field(False, description="Prompt-lookup (n-gram) decoding: faster when the answer "
                                 "copies its input, as a note copies its transcript.")
     max_queue: int = Field(16, ge=1, le=1024, description="Generations waiting for the engine before new ones get "
-                           "503 with Retry-After.")
+                           "503 with Retry-After at once; with the one running, the server's generation slots.")
 
     # The web service
     host: str = Field("127.0.0.1", description="Address `copilot serve` binds to (put a TLS proxy in front "
                       "before binding beyond localhost).")
     port: int = Field(8000, ge=1, le=65535, description="Port `copilot serve` listens on.")
-    threads: int = Field(8, ge=1, le=256, description="HTTP worker threads of the server.")
+    threads: int = Field(8, ge=1, le=256, description="HTTP worker threads for everything but generation "
+                         "(health, metrics, QC, sidebar); `copilot serve` adds one per generation slot (MAX_QUEUE + 1), "
+                         "so streams never take them.")
     max_body_bytes: int = Field(2 * MiB, ge=1024, description="Largest request body (413 above it), except "
                                 "batch uploads and CDS Hooks calls.")
     qc_job_max_bytes: int = Field(256 * MiB, ge=1024, description="Largest batch QC upload (JSON Lines).")

@@ -136,14 +136,14 @@ def draft():
         finally:
             cancel.set()
             events.close()
-            slot.release()
             if outcome != "success":
                 with contextlib.suppress(AuditUnavailable):  # logged; the stream is over either way
                     _audit(audit, None, outcome, started, detail=detail)
+            slot.release()
 
     response = Response(stream_with_context(stream()), mimetype="text/event-stream", headers=NO_STORE)
-    response.call_on_close(slot.release)
     response.call_on_close(audit.closed)
+    response.call_on_close(slot.release)
     return response
 
 

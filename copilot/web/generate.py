@@ -106,13 +106,13 @@ def generate():
             yield sse("error", {"error": "the audit log cannot be written; the answer is withheld"})
         finally:
             items.close()
-            slot.release()
             with contextlib.suppress(AuditUnavailable):  # logged; the stream is over either way
                 audited_result(result, outcome, detail)
+            slot.release()
 
     response = Response(stream_with_context(events()), mimetype="text/event-stream", headers=NO_STORE)
-    response.call_on_close(slot.release)
     response.call_on_close(audit.closed)
+    response.call_on_close(slot.release)
     return response
 
 
