@@ -15,6 +15,7 @@ No Flask here: the web layer (copilot/web/qc_api.py) owns HTTP, auth and audit.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -45,6 +46,8 @@ INPUT, RESULTS, STATE, REPORT, LOCK = "input.jsonl", "results.jsonl", "job.json"
 UPLOAD = "upload.json"
 UPLOAD_FIELDS = ("id", "owner", "created", "total", "input_bytes", "input_sha256")
 RUN_ATTEMPTS = 2  # a run that leaves lines unanswered (a damaged result line dropped) is resumed once more
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+DISK_RETRY_S = 60
 CHUNK = 1 << 20
 FIRST_LINE_CHECK = 8 << 20  # the first record is parsed at upload to refuse non-JSONL files early
 PROGRESS_INTERVAL_S = 0.5
@@ -376,6 +379,15 @@ class JobRunner:
             status = "cancelled" if error.reason == "cancelled" else "queued"
             self.store.update(job.id, status=status, done=done, errors=errors, rate=None,
                               finished=now() if status == "cancelled" else None)
+            return False
+        if isinstance(error, OSError) and error.errno in DISK_FULL:
+            log.error("QC job %s paused: the disk is full (%s); retried in %d s", job.id, error.strerror,
+                      DISK_RETRY_S)
+            self.store.update(job.id, status="queued", done=done, errors=errors, rate=None,
+                              error="paused: the server's disk is full; the job continues when there is space")
+            retry = threading.Timer(DISK_RETRY_S, self.submit, [job.id])
+            retry.daemon = True
+            retry.start()
             return False
         if error is not None:
             log.error("QC job %s failed", job.id, exc_info=error)

@@ -27,7 +27,7 @@ from flask import Blueprint, Flask, current_app, g, jsonify, request, send_file,
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from copilot.qc.registry import SEVERITIES
-from copilot.qc.jobs import RESULTS, Job, JobError, JobRunner, JobStore, JobTooLarge
+from copilot.qc.jobs import DISK_FULL, RESULTS, Job, JobError, JobRunner, JobStore, JobTooLarge
 from copilot.records.loaders import RecordError, record_from_json, record_from_text
 from copilot.records.model import DOCUMENT_TYPES, Record
 from copilot.web import state
@@ -241,6 +241,11 @@ def submit():
         job = job_runner().store.create(g.user.name, stream, limit)
     except JobTooLarge as exc:
         return error(413, str(exc))
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        log.error("QC job upload refused: %s", exc)
+        return error(507, "the server's disk is full, so the upload was not kept; try again later")
     except JobError as exc:
         audit("qc:job-submit", outcome="invalid", latency_ms=elapsed_ms(started), detail="rejected: not a JSONL upload")
         return error(400, str(exc))

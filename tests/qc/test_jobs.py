@@ -238,3 +238,26 @@ def test_a_job_whose_state_cannot_be_rebuilt_is_failed_not_fatal(store):
     damaged = store.get(job.id)
     assert damaged.status == "failed" and "damaged" in damaged.error and damaged.owner == ""
     assert store.unfinished() == []
+
+
+def test_a_full_disk_pauses_the_job_until_there_is_space(store, runners, monkeypatch):
+    import errno
+
+    from copilot.qc import jobs
+
+    real, calls = jobs.run_batch, []
+
+    def full_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(jobs, "run_batch", full_once)
+    monkeypatch.setattr(jobs, "DISK_RETRY_S", 0.3)
+    job = store.create("qc", io.BytesIO(jsonl(4)), max_bytes=1 << 20)
+    runners(interval=0.05).start()
+    paused = wait_for(lambda: store.get(job.id).error and store.get(job.id))
+    assert paused.status in ("queued", "running") and "disk is full" in paused.error
+    finished = wait_for(lambda: store.get(job.id).status == "done" and store.get(job.id))
+    assert finished.done == 4 and finished.error is None and len(calls) == 2

@@ -118,6 +118,22 @@ def test_roles_and_bad_uploads(api, jobs_app, auth):
     assert list((Path(jobs_app.instance_path) / "qc" / "jobs").iterdir()) == []
 
 
+def test_an_upload_to_a_full_disk_is_507_and_audited(api, jobs_app, auth, monkeypatch):
+    import errno
+
+    from copilot.qc.jobs import JobStore
+
+    def full(self, owner, stream, max_bytes):
+        raise OSError(errno.ENOSPC, "No space left on device", "/srv/instance/qc/jobs/x/input.jsonl")
+
+    monkeypatch.setattr(JobStore, "create", full)
+    response = api.post("/api/qc/jobs", data=jsonl(2), content_type=NDJSON, headers=auth("qc_staff"))
+    assert response.status_code == 507 and "disk is full" in response.get_json()["error"]
+    assert b"/srv/instance" not in response.data
+    [entry] = jobs_app.extensions["copilot.audit"].entries()
+    assert (entry.action, entry.outcome) == ("qc:job-submit", "error")
+
+
 def test_only_the_owner_or_an_admin_sees_a_job(api, jobs_app, auth):
     other = {"Authorization": "Bearer " + jobs_app.extensions["copilot.users"].add("qc2", "qc_staff")}
     job = submit(api, auth("qc_staff"), jsonl(2))
