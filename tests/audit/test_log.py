@@ -37,6 +37,7 @@ def log(tmp_path) -> AuditLog:
     audit = AuditLog.for_home(tmp_path)
     for i in range(1, 11):
         append(audit, i)
+    audit.flush_anchors()  # as any time after the appends: tampering comes later
     return audit
 
 
@@ -263,7 +264,7 @@ def test_anchor_rewritten_or_deleted(log):
     result = log.verify()
     assert not result.ok and "anchor" in result.reason and "missing" in result.reason
     append(log, 11)
-    assert not log.head_path.exists(), "a deleted anchor must not be silently re-created"
+    assert log.flush_anchors() and not log.head_path.exists(), "a deleted anchor must not be silently re-created"
 
 
 def test_truncation_with_a_rewritten_anchor_needs_a_head_kept_elsewhere(log):
@@ -361,3 +362,17 @@ def test_concurrent_threads_and_processes_lose_nothing(tmp_path):
     result = log.verify()
     assert (result.ok, result.count) == (True, 500), result.reason
     assert json.loads(log.head_path.read_text()) == {"seq": 500, "hash": entries[-1].hash}
+
+
+def test_anchors_follow_the_appends_and_never_lead_the_log(tmp_path):
+    """Anchors are written behind the commits (an append costs one fsynced commit, not three
+    fsynced files), coalescing bursts: after a flush they hold the newest entry."""
+    log = AuditLog.for_home(tmp_path)
+    for i in range(50):
+        append(log, i)
+        anchored = json.loads(log.head_path.read_text())["seq"]
+        assert anchored <= i + 1  # behind or level, never ahead of what was committed
+    assert log.flush_anchors()
+    for path in (log.head_path, log.anchor_path):
+        assert json.loads(path.read_text()) == {"seq": 50, "hash": log.head()[1]}
+    log.close()
