@@ -228,7 +228,8 @@ def job_with_kills(server: Server, tokens: dict, home: Path, count: int, kills: 
                 break
             time.sleep(0.2)
         server.kill()
-        damages.append(damage(folder, round_, rng))
+        damages.append(f"killed at {status['done']}/{len(expected)} ({status['status']}); "
+                       + damage(folder, round_, rng))
         server.start()
     deadline = time.monotonic() + 1800
     while time.monotonic() < deadline:
@@ -263,8 +264,9 @@ def kills_under_load(server: Server, tokens: dict, home: Path, rounds: int, rng:
     base = records()
     results = []
     for round_ in range(rounds):
-        stop = threading.Event()
+        stop, streaming = threading.Event(), threading.Event()
         drafting = round_ % 2 == 1  # alternate: QC appends in flight; drafts streaming
+        in_flight = Counter()
 
         def qc_loop(seed: int):
             local = random.Random(seed)
@@ -276,12 +278,16 @@ def kills_under_load(server: Server, tokens: dict, home: Path, rounds: int, rng:
                         return  # the kill
 
         def draft_once():
-            body = {"transcript": TRANSCRIPT, "sections": ["chief_complaint", "hpi"], "max_new_tokens": 64}
+            body = {"transcript": TRANSCRIPT, "sections": ["chief_complaint", "hpi"], "max_new_tokens": 96}
             with contextlib.suppress(httpx.HTTPError):
                 with httpx.stream("POST", f"{server.url}/api/draft", json=body, headers=clinician, timeout=600) as r:
                     tally.status("draft", r.status_code)
-                    for _ in r.iter_lines():
-                        pass
+                    in_flight["draft"] += 1
+                    for line in r.iter_lines():
+                        if line.startswith("event: token"):
+                            streaming.set()
+                        if line.startswith("event: done"):
+                            in_flight["draft"] -= 1
 
         workers = [threading.Thread(target=qc_loop, args=(rng.random(),)) for _ in range(4)]
         if drafting:
@@ -289,7 +295,10 @@ def kills_under_load(server: Server, tokens: dict, home: Path, rounds: int, rng:
         before = audit_count(home)
         for worker in workers:
             worker.start()
-        time.sleep(rng.uniform(1.0, 4.0) + (6.0 if drafting else 0.0))
+        deadline = time.monotonic() + 600  # kill in the thick of it: drafts streaming, or QC appends flowing
+        while time.monotonic() < deadline and not (streaming.is_set() if drafting else audit_count(home) - before > 20):
+            time.sleep(0.1)
+        time.sleep(rng.uniform(0.0, 1.0))
         server.kill()
         stop.set()
         for worker in workers:
@@ -300,7 +309,7 @@ def kills_under_load(server: Server, tokens: dict, home: Path, rounds: int, rng:
         if not ok:
             tally.problem(f"audit after a kill {'during drafts' if drafting else 'under QC load'}: {said}")
         results.append({"during": "drafts and QC" if drafting else "QC (audit appends)", "entries_before_kill":
-                        written, "verify": said})
+                        written, "drafts_streaming_at_kill": in_flight["draft"], "verify": said})
     return {"rounds": rounds, "restarts_verified": sum(r["verify"].startswith("ok") for r in results),
             "rounds_detail": results}
 

@@ -219,6 +219,18 @@ class VerifyResult:
     head: tuple[int, str] | None = None
 
 
+class _Ticket:
+    """One append waiting for its group commit."""
+
+    __slots__ = ("values", "entry", "error", "done")
+
+    def __init__(self, values: dict[str, Any]):
+        self.values = values
+        self.entry: AuditEntry | None = None
+        self.error: BaseException | None = None
+        self.done = False
+
+
 def chain_hash(key: bytes, entry_fields: dict[str, Any]) -> str:
     return hmac.new(key, canonical_json(entry_fields), hashlib.sha256).hexdigest()
 
@@ -298,6 +310,8 @@ class AuditLog:
         self.anchor_path = Path(anchor_path) if anchor_path else None
         self._lock_path = self.path.with_suffix(".head.lock")
         self._lock = threading.Lock()
+        self._pending: list[_Ticket] = []  # appends waiting for the next group commit
+        self._pending_lock = threading.Lock()
         self._anchor_cond = threading.Condition()
         self._anchor_due: tuple[int, str] | None = None  # the newest (seq, hash) the anchors still lack
         self._anchor_busy = False
@@ -507,29 +521,58 @@ class AuditLog:
                input_hash: str | None = None, output_hash: str | None = None, sources: Iterable[str] = (),
                tokens: int | None = None, latency_ms: float | None = None, outcome: str = "success",
                detail: str | None = None) -> AuditEntry:
-        """Append one entry; when this returns the entry is committed and fsynced. ValueError on bad input."""
+        """Append one entry; when this returns the entry is committed and fsynced. ValueError on bad input.
+
+        Group commit: entries that threads of this process append while a commit is under way
+        wait for it, then the first of them commits them all in one transaction and one fsync,
+        in the order they arrived; each caller still returns only once its entry is durable."""
         values = _validated(user, role, action, patient_ref, model_id, model_version, knowledge_snapshot, input_hash,
                             output_hash, sources, tokens, latency_ms, outcome, detail)
+        ticket = _Ticket(values)
+        with self._pending_lock:
+            self._pending.append(ticket)
         with self._write_lock() as conn:
+            if not ticket.done:
+                with self._pending_lock:
+                    batch, self._pending = self._pending, []
+                self._commit(conn, batch)
+        if ticket.error is not None:
+            raise ticket.error
+        return ticket.entry
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[_Ticket]) -> None:
+        """One transaction for ``batch``, chained in order; every ticket gets its entry or the error."""
+        try:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 row = conn.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
-                seq, prev_hash = (row[0] + 1, row[1]) if row else (1, GENESIS_HASH)
-                timestamp = datetime.now(timezone.utc).isoformat(timespec="microseconds")
-                unsigned = {"seq": seq, "timestamp": timestamp, **values, "sources": list(values["sources"]),
-                            "prev_hash": prev_hash}
-                digest = chain_hash(self._key, unsigned)
-                entry = AuditEntry(**{**unsigned, "sources": values["sources"], "hash": digest})
-                record = entry.to_dict()
-                record["sources"] = json.dumps(record["sources"], ensure_ascii=False)
-                conn.execute(INSERT, [record[c] for c in COLUMNS])
+                seq, prev_hash = (row[0], row[1]) if row else (0, GENESIS_HASH)
+                for ticket in batch:
+                    seq += 1
+                    timestamp = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+                    unsigned = {"seq": seq, "timestamp": timestamp, **ticket.values,
+                                "sources": list(ticket.values["sources"]), "prev_hash": prev_hash}
+                    prev_hash = chain_hash(self._key, unsigned)
+                    ticket.entry = AuditEntry(**{**unsigned, "sources": ticket.values["sources"], "hash": prev_hash})
+                    record = ticket.entry.to_dict()
+                    record["sources"] = json.dumps(record["sources"], ensure_ascii=False)
+                    conn.execute(INSERT, [record[c] for c in COLUMNS])
                 conn.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
                 raise
-        self._anchor_soon(entry.seq, entry.hash)
-        return entry
+        except BaseException as exc:
+            interrupted = not isinstance(exc, Exception)  # KeyboardInterrupt and the like: this thread's alone
+            for ticket in batch:
+                ticket.entry, ticket.done = None, True
+                ticket.error = AuditError(f"the commit was interrupted ({type(exc).__name__})") if interrupted else exc
+            if interrupted:
+                raise
+            return
+        for ticket in batch:
+            ticket.done = True
+        self._anchor_soon(batch[-1].entry.seq, batch[-1].entry.hash)
 
     # -- anchors written behind the appends ------------------------------------------------
 

@@ -359,6 +359,10 @@ def test_concurrent_threads_and_processes_lose_nothing(tmp_path):
     for entry in entries:
         by_writer[entry.user] = by_writer.get(entry.user, 0) + 1
     assert by_writer == {**{f"thread-{n}": 50 for n in range(8)}, **{name: 50 for name in processes}}
+    for writer in by_writer:  # group commits keep each writer's appends in the order it made them
+        refs = [int(e.patient_ref.split("/")[1]) for e in entries if e.user == writer]
+        assert refs == sorted(refs), writer
+    assert log.verify().ok
     result = log.verify()
     assert (result.ok, result.count) == (True, 500), result.reason
     assert json.loads(log.head_path.read_text()) == {"seq": 500, "hash": entries[-1].hash}
