@@ -192,18 +192,20 @@ class Settings(BaseSettings):
     def audit_db(self) -> Path:
         return self.home / "audit" / "audit.db"
 
+    def under_home(self, path: Path | None) -> Path | None:
+        """A configured path: as it is when absolute, else relative to HOME."""
+        if path is None:
+            return None
+        return path if path.is_absolute() else self.home / path
+
     @property
     def cds_issuers_path(self) -> Path | None:
-        if self.cds_issuers is None:
-            return None
-        return self.cds_issuers if self.cds_issuers.is_absolute() else self.home / self.cds_issuers
+        return self.under_home(self.cds_issuers)
 
     @property
     def audit_anchor_path(self) -> Path:
         """The external copy of the audit head anchor (outside HOME/audit)."""
-        if self.audit_anchor is None:
-            return self.home / "audit.anchor"
-        return self.audit_anchor if self.audit_anchor.is_absolute() else self.home / self.audit_anchor
+        return self.under_home(self.audit_anchor) or self.home / "audit.anchor"
 
     @property
     def qc_jobs_dir(self) -> Path:
@@ -227,9 +229,7 @@ class Settings(BaseSettings):
 
     @property
     def log_path(self) -> Path | None:
-        if self.log_file is None:
-            return None
-        return self.log_file if self.log_file.is_absolute() else self.home / self.log_file
+        return self.under_home(self.log_file)
 
     @property
     def datasets_dir(self) -> Path:
