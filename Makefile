@@ -7,13 +7,14 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run setup test test-fast browser load bench bench-quick retrieval-eval peer lock clean help
+.PHONY: run setup test test-fast browser load chaos bench bench-quick retrieval-eval peer lock clean help
 
 help:
 	@echo "make run    - set up everything (venv, embedded model, OpenVINO INT8 export) and serve on $(HOST):$(PORT)"
 	@echo "make test   - create the environment (and Debian's chromium) if missing and run the whole test suite"
 	@echo "make test-fast - the unmarked tests only (no model export, no real model, no browser): under a minute"
 	@echo "make load   - 20 concurrent clients for 2 minutes: 5xx, QC p95, audit chain (benchmarks/results/load.json)"
+	@echo "make chaos  - kills mid-job, mid-append and mid-draft, closed sockets, a full disk; then restarts and counts"
 	@echo "make bench-quick / bench - tokens/s benchmark (PyTorch vs OpenVINO), results in benchmarks/results/"
 	@echo "make retrieval-eval - recall@5 / MRR / latency of knowledge retrieval on the labeled queries"
 	@echo "make peer   - build llama-cpp-python (~6 min) for the benchmark's llama.cpp peer"
@@ -52,6 +53,10 @@ test-fast: $(STAMP)
 # 20 clients for 2 minutes (80% QC, 20% drafts) against a scratch instance; see benchmarks/load_test.py
 load: setup
 	$(PY) benchmarks/load_test.py --home $${COPILOT_HOME:-instance}
+
+# Faults and restarts on a scratch instance (benchmarks/chaos.py); prints the counts, exit 1 on a missed target
+chaos: setup
+	$(PY) benchmarks/chaos.py --home $${COPILOT_HOME:-instance}
 
 bench-quick: $(STAMP)
 	$(PY) benchmarks/tokens_per_second.py --quick --out benchmarks/results/quick.json

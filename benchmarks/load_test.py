@@ -9,6 +9,11 @@ that every request that touched patient data has its audit entry and that the ch
 
     python benchmarks/load_test.py                      # 20 clients, 120 s, 80% QC / 20% drafts
     python benchmarks/load_test.py --clients 4 --duration 20 --out benchmarks/results/load-quick.json
+    python benchmarks/load_test.py --generation-callers 40   # then admission: 40 generators + QC + /health
+
+The admission test reports how fast callers beyond the generation slots are refused (target
+p95 < 100 ms), /health latency while every slot streams (target p95 < 50 ms) and QC latency
+against a QC-only baseline.
 """
 
 from __future__ import annotations
@@ -17,11 +22,8 @@ import argparse
 import json
 import os
 import random
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -30,6 +32,7 @@ from pathlib import Path
 import httpx
 
 from copilot.config import Settings  # noqa: E402
+from scratch_server import Server, scratch_home  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 REPO = Path(__file__).resolve().parents[1]
 DEVSET = REPO / "benchmarks" / "data" / "qc_devset.jsonl"
@@ -44,42 +47,9 @@ def percentile(values: list[float], q: float) -> float | None:
     return round(values[min(len(values) - 1, int(round(q * (len(values) - 1))))], 1)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(source_home: Path, threads: int, extra: list[str]) -> tuple[subprocess.Popen, str, Path, dict]:
-    """A scratch instance: models and knowledge linked from the prepared home, fresh users and audit."""
-    from copilot.users import UserStore
-
-    home = Path(tempfile.mkdtemp(prefix="copilot-load-"))
-    for part in ("models", "knowledge"):
-        if not (source_home / part).is_dir():
-            sys.exit(f"{source_home / part} is missing: run `make setup` (or `copilot model prepare` and "
-                     "`copilot knowledge build`) first, or pass --home")
-        (home / part).symlink_to((source_home / part).resolve())
-    store = UserStore(home / "users.db")
-    tokens = {role: store.add(f"load-{role}", role) for role in ("clinician", "qc_staff", "admin")}
-    port = free_port()
-    env = dict(os.environ, COPILOT_HOME=str(home))
-    process = subprocess.Popen([sys.executable, "-m", "copilot", "serve", "--host", "127.0.0.1", "--port", str(port),
-                                "--threads", str(threads), *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"the server exited: {process.stdout.read()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return process, url, home, tokens
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    process.kill()
-    sys.exit("the server did not become healthy within 180 s")
+def summary(values: list[float]) -> dict:
+    return {"n": len(values), "p50": percentile(values, .5), "p95": percentile(values, .95),
+            "max": percentile(values, 1.0)}
 
 
 def load_inputs() -> tuple[list[dict], list[str]]:
@@ -127,7 +97,7 @@ def qc_call(client: httpx.Client, record: dict, stats: Stats) -> None:
     response = client.post("/api/qc", json=record)
     elapsed = (time.monotonic() - started) * 1000
     stats.add("qc", response.status_code, qc=elapsed, qc_during_draft=elapsed if drafting and stats.drafting else None)
-    if response.status_code == 200:
+    if response.status_code != 401:  # whatever the outcome, a request that reached QC is audited
         stats.expect_audit("qc")
     elif response.status_code >= 500:
         stats.error(f"qc {response.status_code}: {response.text[:200]}")
@@ -140,13 +110,14 @@ def draft_call(client: httpx.Client, transcript: str, stats: Stats, sections: li
         body["sections"] = sections
     ttft = None
     with client.stream("POST", "/api/draft", json=body) as response:
+        if response.status_code != 401:  # refused (503) or not, the request is audited
+            stats.expect_audit("draft")
         if response.status_code != 200:
             response.read()
             stats.add("draft", response.status_code)
             if response.status_code >= 500 and response.status_code != 503:
                 stats.error(f"draft {response.status_code}: {response.text[:200]}")
             return
-        stats.expect_audit("draft")
         event = None
         finished = False
         with stats.lock:
@@ -171,6 +142,87 @@ def draft_call(client: httpx.Client, transcript: str, stats: Stats, sections: li
 def _events(response, stats: Stats, started: float):
     for line in response.iter_lines():
         yield line, time.monotonic()
+
+
+def admission_test(url: str, tokens: dict, records: list[dict], callers: int, duration: float, stats: Stats) -> dict:
+    """Generation callers beyond the server's slots must be refused at once (503 + Retry-After),
+    and /health and QC must keep answering while every slot streams. Two phases of ``duration``:
+    QC callers and /health polls alone (the baseline), then the same plus ``callers`` clients
+    generating one answer after another (a refused one waits half a second and asks again)."""
+    headers = {"Authorization": f"Bearer {tokens['clinician']}"}
+    prompt = "Explain, in plain words for a patient, what atrial fibrillation is and how it is treated."
+
+    def run_phase(generators: int) -> dict:
+        lock = threading.Lock()
+        found = {"qc": [], "health": [], "refused": [], "admitted_first_token": [], "statuses": Counter()}
+        stop_at = time.monotonic() + duration
+
+        def note(key: str, value=None, status: int | None = None):
+            with lock:
+                if value is not None:
+                    found[key].append(value)
+                if status is not None:
+                    found["statuses"][f"{key}:{status}"] += 1
+
+        def qc_loop(seed: int):
+            local = random.Random(seed)
+            with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
+                while time.monotonic() < stop_at:
+                    started = time.monotonic()
+                    response = client.post("/api/qc", json=local.choice(records))
+                    note("qc", (time.monotonic() - started) * 1000, response.status_code)
+                    stats.expect_audit("qc")
+
+        def health_loop():
+            with httpx.Client(base_url=url, timeout=120) as client:
+                while time.monotonic() < stop_at:
+                    started = time.monotonic()
+                    response = client.get("/health")
+                    note("health", (time.monotonic() - started) * 1000, response.status_code)
+                    time.sleep(0.1)
+
+        def generate_loop():
+            with httpx.Client(base_url=url, headers=headers, timeout=httpx.Timeout(600, connect=10)) as client:
+                while time.monotonic() < stop_at:
+                    started = time.monotonic()
+                    with client.stream("POST", "/api/generate", json={"prompt": prompt, "max_new_tokens": 48}) as r:
+                        stats.expect_audit("generate")
+                        if r.status_code == 503:
+                            note("refused", (time.monotonic() - started) * 1000, 503)
+                            r.read()
+                            time.sleep(0.5)
+                            continue
+                        first = None
+                        for line in r.iter_lines():
+                            if first is None and line.startswith("event: token"):
+                                first = (time.monotonic() - started) * 1000
+                        note("admitted_first_token", first, r.status_code)
+
+        workers = [threading.Thread(target=qc_loop, args=(i,)) for i in range(4)]
+        workers += [threading.Thread(target=health_loop)]
+        workers += [threading.Thread(target=generate_loop) for _ in range(generators)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        return {"qc_ms": summary(found["qc"]), "health_ms": summary(found["health"]),
+                "refused_ms": summary(found["refused"]),
+                "admitted_first_token_ms": summary([v for v in found["admitted_first_token"] if v is not None]),
+                "statuses": dict(sorted(found["statuses"].items()))}
+
+    print(f"admission: baseline (4 QC callers, /health every 100 ms) for {duration:.0f} s", file=sys.stderr, flush=True)
+    baseline = run_phase(0)
+    print(f"admission: + {callers} generation callers for {duration:.0f} s", file=sys.stderr, flush=True)
+    loaded = run_phase(callers)
+    statuses = loaded["statuses"]
+    errors = sum(n for key, n in {**baseline["statuses"], **statuses}.items()
+                 if key.split(":")[1].startswith("5") and key != "refused:503")
+    result = {"callers": callers, "duration_s": duration, "baseline": baseline, "full_generation_load": loaded,
+              "server_errors_5xx": errors,
+              "targets": {"refused_p95_ms<100": (loaded["refused_ms"]["p95"] or 0) < 100,
+                          "health_p95_ms<50": (loaded["health_ms"]["p95"] or 0) < 50}}
+    result["pass"] = errors == 0 and loaded["refused_ms"]["n"] > 0 and all(result["targets"].values())
+    return result
 
 
 def abuse(url: str, tokens: dict, record: dict) -> list[dict]:
@@ -223,14 +275,20 @@ def main() -> int:
     parser.add_argument("--qc-share", type=float, default=0.8,
                         help="share of the clients that send QC; the others draft notes (default 0.8)")
     parser.add_argument("--sections", default="", help="comma-separated draft sections (default: the whole note)")
-    parser.add_argument("--threads", type=int, default=24, help="server HTTP threads when started here")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="server threads for all but generation when started here (default: its COPILOT_THREADS)")
+    parser.add_argument("--generation-callers", type=int, default=0, metavar="N",
+                        help="then an admission test: N concurrent /api/generate callers plus QC traffic and /health "
+                             "polls, against a QC-only baseline (e.g. 40)")
+    parser.add_argument("--admission-duration", type=float, default=60.0,
+                        help="seconds of each admission phase (baseline, then full generation load; default 60)")
     parser.add_argument("--serve-arg", action="append", default=[], metavar="ARG",
                         help="extra `copilot serve` argument, repeatable (e.g. --serve-arg=--prompt-lookup)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "load.json")
     args = parser.parse_args()
 
-    process = None
+    server = None
     if args.url:
         if not args.tokens_json:
             parser.error("--url needs --tokens-json")
@@ -238,7 +296,10 @@ def main() -> int:
         if not url.startswith(("http://127.", "http://localhost", "http://[::1]")):
             parser.error("this test only targets this machine (127.0.0.0/8, localhost or [::1])")
     else:
-        process, url, home, tokens = start_server(args.home, args.threads, args.serve_arg)
+        home, tokens = scratch_home(args.home)
+        server = Server(home, threads=args.threads, extra=args.serve_arg)
+        server.start()
+        url = server.url
     records, transcripts = load_inputs()
     rng = random.Random(args.seed)
     stats = Stats()
@@ -291,6 +352,9 @@ def main() -> int:
                 after = page["next_after"]
             return admin.get("/api/audit/verify").json(), found
 
+    admission = None
+    if args.generation_callers:
+        admission = admission_test(url, tokens, records, args.generation_callers, args.admission_duration, stats)
     verify, entries = audit_state()  # before the abuse burst, so the counts compare like with like
     abuse_results = abuse(url, tokens, records[0])
     verify_after, _ = audit_state()
@@ -316,26 +380,23 @@ def main() -> int:
                   "expected": dict(stats.audited),
                   "lost": {a: stats.audited[a] - actions.get(a, 0) for a in stats.audited}},
         "abuse": abuse_results,
+        "admission": admission,
         "healthy_after": health == 200,
         "errors": stats.errors,
     }
     report["pass"] = (server_errors == 0 and verify.get("ok") and verify_after.get("ok")
                       and all(v == 0 for v in report["audit"]["lost"].values())
                       and (report["qc_ms"]["p95"] or 0) < 1000 and all(r["ok"] for r in abuse_results)
-                      and report["healthy_after"])
+                      and report["healthy_after"] and (admission is None or admission["pass"]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False))
-    print(json.dumps({k: report[k] for k in ("requests", "qc_ms", "draft_ms", "server_errors_5xx", "busy_503", "pass")},
-                     indent=1))
+    print(json.dumps({k: report[k] for k in ("requests", "qc_ms", "draft_ms", "server_errors_5xx", "busy_503",
+                                             "admission", "pass")}, indent=1))
     print(f"audit: {report['audit']['lost']} lost, verify ok={verify.get('ok')}; abuse: "
           + ", ".join(f"{r['case']}={r['status']}" for r in abuse_results))
     print(f"written: {args.out}")
-    if process is not None:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    if server is not None:
+        server.stop()
     return 0 if report["pass"] else 1
 
 

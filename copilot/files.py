@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import threading
 from pathlib import Path
+
+# An absolute path in a message: "/" not after a letter, digit, dot, colon or slash (so neither
+# "Patient/123" nor "https://host/x" matches), then its components.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s'\"`;,/]+/)*([^\s'\"`;,/]+)")
 
 
 def fsync_dir(path: Path) -> None:
@@ -37,3 +42,9 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def without_paths(message: str) -> str:
+    """A message for someone outside the server: each absolute path reduced to its last part
+    ("no exported model at .../openvino-int8"), so no reply maps the server's disks."""
+    return _ABSOLUTE_PATH.sub(lambda m: f".../{m.group(1)}", message)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import re
 import sys
@@ -41,11 +42,33 @@ class AuditCommandError(RuntimeError):
     """A usage or set-up problem (exit status 2); a log that fails verification exits 1 instead."""
 
 
+def _clear_failures(command):
+    """A log damaged past reading (a truncated database file) is a FAILED line and exit status 1,
+    never a traceback, whichever command meets it."""
+    @functools.wraps(command)
+    def run(args) -> int:
+        try:
+            return command(args)
+        except AuditIntegrityError as exc:
+            print(f"FAILED: {exc}")
+            return 1
+        except AuditError as exc:
+            raise AuditCommandError(str(exc)) from None
+    return run
+
+
 def _open(args) -> AuditLog | int:
-    """The instance's log, or exit status 1 after saying FAILED when its files contradict each other."""
+    """The instance's log, or exit status 1 after saying FAILED when its files contradict each other
+    (or when a head kept elsewhere says a log existed where there is none)."""
+    settings = args.settings
     try:
-        return AuditLog.for_home(args.settings.home, create=False)
+        return AuditLog(settings.audit_db, anchor_path=settings.audit_anchor_path, create=False)
     except NoAuditLog as exc:
+        expected = getattr(args, "expect_head", None)
+        if expected and expected[0] > 0:
+            print(f"FAILED: {exc}, but the expected head records {expected[0]} entries: the log was deleted or "
+                  "moved; restore it from backup")
+            return 1
         raise AuditCommandError(f"{exc} (set COPILOT_HOME?)") from None
     except AuditIntegrityError as exc:
         print(f"FAILED: {exc}")
@@ -54,6 +77,7 @@ def _open(args) -> AuditLog | int:
         raise AuditCommandError(str(exc)) from None
 
 
+@_clear_failures
 def cmd_verify(args) -> int:
     log = _open(args)
     if isinstance(log, int):
@@ -79,6 +103,7 @@ def _output(target: str) -> Iterator[TextIO]:
         yield handle
 
 
+@_clear_failures
 def cmd_export(args) -> int:
     log = _open(args)
     if isinstance(log, int):
@@ -118,6 +143,7 @@ def _cell(value, width: int) -> str:
     return (text if len(text) <= width else text[:width - 1] + "~").ljust(width)
 
 
+@_clear_failures
 def cmd_show(args) -> int:
     log = _open(args)
     if isinstance(log, int):
@@ -135,6 +161,7 @@ def cmd_show(args) -> int:
     return 0
 
 
+@_clear_failures
 def cmd_head(args) -> int:
     log = _open(args)
     if isinstance(log, int):

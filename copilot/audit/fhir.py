@@ -37,7 +37,7 @@ ID_NAMESPACE = uuid.UUID("6f1c3f0e-4d2a-5b8e-9a51-2c0d7e3b9a10")
 READ_ACTIONS = frozenset({"read", "view", "search", "list", "export", "audit.read", "audit_read", "audit.export"})
 CREATE_ACTIONS = frozenset({"create"})
 # AuditEvent.outcome: 0 success; 4 minor failure (refused, like HTTP 4xx); 8 serious failure (HTTP 5xx).
-OUTCOME_CODES = {"success": "0", "denied": "4", "error": "8"}
+OUTCOME_CODES = {"success": "0", "invalid": "4", "denied": "4", "cancelled": "4", "error": "8"}
 
 
 def default_observer() -> str:

@@ -20,7 +20,13 @@ from copilot.records.loaders import RecordError
 from copilot.records.model import Record
 
 FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
-PATIENT_REFERENCE = re.compile(r"(?:^|/)Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
+# A literal reference to a Patient: relative ("Patient/123") or absolute ("https://ehr/fhir/Patient/123"),
+# optionally versioned; group 1 is the server base of an absolute one.
+PATIENT_REFERENCE = re.compile(r"^(?:(https?://\S+?)/)?Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
+# An entry's absolute fullUrl: group 1 is the FHIR server base it names.
+RESOURCE_URL = re.compile(r"^(https?://\S+?)/[A-Z][A-Za-z]{1,63}/[A-Za-z0-9\-.]{1,64}(?:/_history/[^/]+)?$")
+# Fields through which the resources read here name their patient (subject, or patient for allergies).
+PATIENT_FIELDS = ("subject", "patient")
 # bundle_to_record insists on a clinical document; a CDS call may carry none (order-sign asks for
 # none). This empty one satisfies the mapper and is removed from the record before QC sees it.
 PLACEHOLDER_ID = "copilot-cds-placeholder"
@@ -42,6 +48,7 @@ class HookRequest:
     context: dict
     prefetch: dict  # key -> resource (dict) or None (the client has no data)
     draft_orders: list[dict] = field(default_factory=list)  # Bundle entries of context.draftOrders
+    fhir_server: str | None = None  # the EHR's FHIR base URL, when the request names it
 
     @property
     def patient_ref(self) -> str:
@@ -87,7 +94,11 @@ def parse(data: object, service: Service) -> HookRequest:
         if not isinstance(orders, dict) or orders.get("resourceType") != "Bundle":
             raise HookError(400, "context.draftOrders must be a FHIR Bundle")
         draft_orders = _entries(orders, "context.draftOrders")
-    return HookRequest(service, instance, patient_id, context, prefetch, draft_orders)
+    fhir_server = data.get("fhirServer")
+    if fhir_server is not None and not isinstance(fhir_server, str):
+        raise HookError(400, "fhirServer must be a URL")
+    return HookRequest(service, instance, patient_id, context, prefetch, draft_orders,
+                       fhir_server.rstrip("/") if fhir_server else None)
 
 
 def _is_outcome(value) -> bool:
@@ -120,15 +131,48 @@ def _key(entry: dict) -> str | None:
     return f"{resource.get('resourceType')}/{resource['id']}" if isinstance(resource.get("id"), str) else None
 
 
-def _same_patient(resource: dict, patient_id: str) -> None:
-    """Refuse a resource that names another patient: cards must never mix two charts."""
-    for field_name in ("subject", "patient"):
-        reference = resource.get(field_name)
-        target = reference.get("reference") if isinstance(reference, dict) else None
-        match = PATIENT_REFERENCE.search(target) if isinstance(target, str) else None
-        if match and match.group(1) != patient_id:
-            raise HookError(400, f"a {resource.get('resourceType')} in the request belongs to another patient, "
-                                 f"not Patient/{patient_id}")
+def _same_patient(resource: dict, request: HookRequest, by_url: dict[str, dict]) -> None:
+    """Refuse a resource that is, or names, any patient but the one in context: cards must never
+    mix two charts. Every reference form is resolved (relative, absolute, versioned, and
+    ``urn:uuid:`` through the fullUrl of an entry in the request); a reference that cannot be
+    resolved to this patient (a contained one, an identifier only, a Patient on a server other
+    than the EHR's) is refused rather than trusted."""
+    kind = resource.get("resourceType")
+    if kind == "Patient":
+        if resource.get("id") != request.patient_id:
+            raise HookError(400, f"a Patient in the request is not Patient/{request.patient_id}")
+        return
+    for field_name in PATIENT_FIELDS:
+        if field_name not in resource:
+            continue
+        patient = _referenced_patient(resource[field_name], request, by_url)
+        if patient != request.patient_id:
+            why = "belongs to another patient" if patient else "names its patient in a way that cannot be checked"
+            raise HookError(400, f"a {kind} in the request {why} ({field_name}), not Patient/{request.patient_id}")
+
+
+def _servers(request: HookRequest, by_url: dict[str, dict]) -> set[str]:
+    """The EHR's FHIR base: fhirServer, or where the request names none, the bases of its entries' URLs."""
+    if request.fhir_server:
+        return {request.fhir_server}
+    return {m.group(1) for url in by_url if (m := RESOURCE_URL.match(url))}
+
+
+def _referenced_patient(reference: object, request: HookRequest, by_url: dict[str, dict]) -> str | None:
+    """The id of the Patient a FHIR Reference points to, or None when it cannot be told."""
+    target = reference.get("reference") if isinstance(reference, dict) else None
+    if not isinstance(target, str):
+        return None  # an identifier or a display alone names no resource here
+    if target in by_url:  # urn:uuid:..., or an absolute URL that is an entry's fullUrl
+        resolved = by_url[target]
+        return resolved.get("id") if resolved.get("resourceType") == "Patient" else None
+    match = PATIENT_REFERENCE.match(target)
+    if match is None:
+        return None
+    base = match.group(1)
+    if base is not None and base.rstrip("/") not in _servers(request, by_url):
+        return None  # a Patient on another FHIR server may be another patient, whatever its id
+    return match.group(2)
 
 
 def to_record(request: HookRequest, with_drafts: bool = True) -> Record:
@@ -140,8 +184,9 @@ def to_record(request: HookRequest, with_drafts: bool = True) -> Record:
     for key in request.service.prefetch:  # only what the service asked for
         entries += [e for e in _entries(request.prefetch.get(key), f"prefetch.{key}") if _key(e) not in draft_keys]
     entries += drafts
+    by_url = {entry["fullUrl"]: entry["resource"] for entry in entries if isinstance(entry.get("fullUrl"), str)}
     for entry in entries:
-        _same_patient(entry["resource"], request.patient_id)
+        _same_patient(entry["resource"], request, by_url)
     return bundle_record(entries, "cds-" + hashlib.sha256(request.hook_instance.encode()).hexdigest()[:16],
                          f"cds:{request.service.id}")
 

@@ -65,28 +65,51 @@ class Settings(BaseSettings):
     prompt_lookup: bool = Field(False, description="Prompt-lookup (n-gram) decoding: faster when the answer "
                                 "copies its input, as a note copies its transcript.")
     max_queue: int = Field(16, ge=1, le=1024, description="Generations waiting for the engine before new ones get "
-                           "503 with Retry-After.")
+                           "503 with Retry-After at once; with the one running, the server's generation slots.")
 
     # The web service
     host: str = Field("127.0.0.1", description="Address `copilot serve` binds to (put a TLS proxy in front "
                       "before binding beyond localhost).")
     port: int = Field(8000, ge=1, le=65535, description="Port `copilot serve` listens on.")
-    threads: int = Field(8, ge=1, le=256, description="HTTP worker threads of the server.")
+    threads: int = Field(8, ge=1, le=256, description="HTTP worker threads for everything but generation "
+                         "(health, metrics, QC, sidebar); `copilot serve` adds one per generation slot (MAX_QUEUE + 1), "
+                         "so streams never take them.")
     max_body_bytes: int = Field(2 * MiB, ge=1024, description="Largest request body (413 above it), except "
                                 "batch uploads and CDS Hooks calls.")
     qc_job_max_bytes: int = Field(256 * MiB, ge=1024, description="Largest batch QC upload (JSON Lines).")
     cds_max_bytes: int = Field(16 * MiB, ge=1024, description="Largest CDS Hooks request (prefetch carries "
                                "whole notes).")
+    cds_issuers: Path | None = Field(None, description="YAML file of the EHRs trusted to sign CDS Hooks calls "
+                                     "with JWTs (issuer, JWKS file or in-hospital URL, the copilot user they act "
+                                     "as; README: CDS Hooks security); unset: copilot tokens only. Relative: "
+                                     "under HOME.")
     frame_ancestors: str = Field("'self'", description="EMR origins allowed to embed the sidebar in an iframe "
                                  "(CSP frame-ancestors syntax).")
     cookie_samesite: Literal["Lax", "Strict", "None"] = Field("Lax", description="SameSite of the sidebar's "
                                                                 "session cookie; None (with COOKIE_SECURE) when the "
                                                                 "EMR embeds the sidebar from another origin.")
-    cookie_secure: bool = Field(False, description="Send the session cookie over HTTPS only (set behind TLS).")
+    public_url: str | None = Field(None, description="The address clinicians and the EHR reach the service at "
+                                   "(https://copilot.hospital.example): https makes session cookies Secure, and "
+                                   "CDS Hooks JWTs must name it as their audience.")
+    cookie_secure: bool | None = Field(None, description="Send the session cookie over HTTPS only (default: yes "
+                                       "when PUBLIC_URL is https).")
+    proxy_hops: int = Field(0, ge=0, le=5, description="Reverse proxies in front of the server whose "
+                            "X-Forwarded-For/-Proto headers are trusted (the client address for login limits, "
+                            "https for cookies); 0 trusts none.")
+    login_limit_per_user: str = Field("10 per 15 minutes", description="Failed sign-ins allowed per user name "
+                                      "before sign-in is refused (429) until the window passes; counted in "
+                                      "memory, per server process.")
+    login_limit_per_address: str = Field("30 per 15 minutes", description="Failed sign-ins allowed per client "
+                                         "address, whatever the user names (in memory, per server process).")
     log_file: Path | None = Field(None, description="Also log `copilot serve` to this file, rotated at 10 MiB "
                                   "(5 kept); a relative path is under HOME.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level of "
                                                                     "`copilot serve`.")
+
+    # Audit
+    audit_anchor: Path | None = Field(None, description="Copy of the audit log's head anchor kept outside the "
+                                      "audit folder (default: HOME/audit.anchor; a relative path is under HOME); "
+                                      "on another volume it reveals a deleted or replaced log.")
 
     # Quality control
     qc_jurisdiction: Literal["CN", "US"] = Field("CN", description="Whose documentation time limits QC applies: "
@@ -100,6 +123,29 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
+
+    @field_validator("public_url", mode="after")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+            raise ValueError("COPILOT_PUBLIC_URL must be an http(s) URL such as https://copilot.hospital.example")
+        return value.strip().rstrip("/")
+
+    @field_validator("login_limit_per_user", "login_limit_per_address", mode="after")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise ValueError(f"not a rate limit such as '10 per 15 minutes': {exc}") from None
+        return value
 
     @field_validator("deid_key", mode="after")
     @classmethod
@@ -132,12 +178,34 @@ class Settings(BaseSettings):
         return self.knowledge_home or self.home
 
     @property
+    def secure_cookies(self) -> bool:
+        """Whether session cookies are HTTPS-only: COOKIE_SECURE, else whether PUBLIC_URL is https."""
+        if self.cookie_secure is not None:
+            return self.cookie_secure
+        return bool(self.public_url and self.public_url.startswith("https://"))
+
+    @property
     def users_db(self) -> Path:
         return self.home / "users.db"
 
     @property
     def audit_db(self) -> Path:
         return self.home / "audit" / "audit.db"
+
+    def under_home(self, path: Path | None) -> Path | None:
+        """A configured path: as it is when absolute, else relative to HOME."""
+        if path is None:
+            return None
+        return path if path.is_absolute() else self.home / path
+
+    @property
+    def cds_issuers_path(self) -> Path | None:
+        return self.under_home(self.cds_issuers)
+
+    @property
+    def audit_anchor_path(self) -> Path:
+        """The external copy of the audit head anchor (outside HOME/audit)."""
+        return self.under_home(self.audit_anchor) or self.home / "audit.anchor"
 
     @property
     def qc_jobs_dir(self) -> Path:
@@ -161,9 +229,7 @@ class Settings(BaseSettings):
 
     @property
     def log_path(self) -> Path | None:
-        if self.log_file is None:
-            return None
-        return self.log_file if self.log_file.is_absolute() else self.home / self.log_file
+        return self.under_home(self.log_file)
 
     @property
     def datasets_dir(self) -> Path:
@@ -201,6 +267,7 @@ class Settings(BaseSettings):
         """The variables with this instance's values, secrets masked."""
         unset = {"knowledge_home": f"(unset: {self.home})", "datasets": f"(unset: {self.datasets_dir})",
                  "model_dir": f"(unset: {self.export_dir()})", "log_file": "(unset: stderr only)",
+                 "audit_anchor": f"(unset: {self.audit_anchor_path})",
                  "deid_key": f"(unset: {self.deid_key_file})"}
         rows = []
         for row in self.variables():

@@ -1,10 +1,13 @@
 """QC batch jobs that outlive the process that accepted them.
 
 Each job is a folder ``<root>/<id>/`` holding the uploaded ``input.jsonl``, the batch output
-``results.jsonl`` (written by ``run_batch``, one line per record, resumable) and ``job.json``
-(status and progress, replaced atomically). A single runner thread works through queued jobs
-in order; on start it re-queues every job left queued or running, and ``run_batch(resume=True)``
-skips the records a killed process already wrote, so a restart neither loses nor repeats one.
+``results.jsonl`` (written by ``run_batch``, one line per input line, resumable), ``upload.json``
+(who uploaded what and when; written once) and ``job.json`` (status and progress, replaced
+atomically). A single runner thread works through queued jobs in order; on start it re-queues
+every job left queued or running, and ``run_batch(resume=True)`` skips the input lines a killed
+process already answered, so a restart neither loses nor repeats one. A job is ``done`` only
+when its results answer every input line exactly once. A damaged ``job.json`` is rebuilt from
+``upload.json`` (and the job resumes) rather than taking the job list, or the server, down.
 
 No Flask here: the web layer (copilot/web/qc_api.py) owns HTTP, auth and audit.
 """
@@ -12,6 +15,7 @@ No Flask here: the web layer (copilot/web/qc_api.py) owns HTTP, auth and audit.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -29,8 +33,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+from copilot import strict_json
 from copilot.files import fsync_dir, write_atomically
-from copilot.qc.batch import run_batch
+from copilot.qc.batch import BatchError, input_positions, position, read_results, run_batch
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +43,11 @@ JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 UNFINISHED = ("queued", "running")
 INPUT, RESULTS, STATE, REPORT, LOCK = "input.jsonl", "results.jsonl", "job.json", "report.html", "lock"
+UPLOAD = "upload.json"
+UPLOAD_FIELDS = ("id", "owner", "created", "total", "input_bytes", "input_sha256")
+RUN_ATTEMPTS = 2  # a run that leaves lines unanswered (a damaged result line dropped) is resumed once more
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+DISK_RETRY_S = 60
 CHUNK = 1 << 20
 FIRST_LINE_CHECK = 8 << 20  # the first record is parsed at upload to refuse non-JSONL files early
 PROGRESS_INTERVAL_S = 0.5
@@ -123,6 +133,7 @@ class JobStore:
                 raise JobError("the upload holds no records (an empty file, or only blank lines)")
             _check_first_line(staging / INPUT)
             job = Job(id=job_id, owner=owner, created=now(), total=total, input_bytes=size, input_sha256=digest)
+            _write_json(staging / UPLOAD, {k: getattr(job, k) for k in UPLOAD_FIELDS})
             _write_json(staging / STATE, job.to_json())
             os.replace(staging, self.root / job_id)
             fsync_dir(self.root)
@@ -137,9 +148,28 @@ class JobStore:
         except KeyError:
             return None
         try:
-            return Job.from_json(json.loads(path.read_text(encoding="utf-8")))
+            return Job.from_json(_read_json(path))
         except FileNotFoundError:
-            return None
+            if not path.parent.is_dir():
+                return None
+        except (ValueError, TypeError) as exc:
+            log.warning("QC job %s: %s is damaged (%s)", job_id, STATE, exc)
+        return self._recover(job_id)
+
+    def _recover(self, job_id: str) -> Job:
+        """job.json is missing or damaged: rebuild it from upload.json, queued so that the runner
+        resumes it (results already written are kept); without upload.json the job is failed."""
+        try:
+            upload = _read_json(self.path(job_id, UPLOAD))
+            job = Job(**{k: upload[k] for k in UPLOAD_FIELDS})
+            if job.id != job_id:
+                raise ValueError("upload.json names another job")
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            log.error("QC job %s: its state cannot be rebuilt (%s); marked failed", job_id, exc)
+            job = Job(id=job_id, owner="", created=now(), status="failed", finished=now(),
+                      error="the job's state files are damaged; upload the records again")
+        _write_json(self.path(job_id, STATE), job.to_json())
+        return job
 
     def update(self, job_id: str, **changes) -> Job:
         """Read-modify-write under the store's lock, so the runner's progress and a cancel never
@@ -215,7 +245,7 @@ class JobStore:
             with self._lock:
                 if not html.is_file():
                     tmp = html.with_name(f".{REPORT}.{os.getpid()}.{threading.get_ident()}")
-                    write_report(self.path(job_id, RESULTS), tmp, title=title)
+                    write_report(self.path(job_id, RESULTS), tmp, title=title, source=f"QC job {job_id}")
                     os.replace(tmp, html)
         return html
 
@@ -294,7 +324,22 @@ class JobRunner:
                 self._cancelled.discard(job_id)
 
     def _run(self, job: Job) -> None:
-        results = self.store.path(job.id, RESULTS)
+        for attempt in range(1, RUN_ATTEMPTS + 1):
+            if not self._run_batch(job):
+                return
+            problem = _coverage(self.store.folder(job.id))
+            if problem is None:
+                done, errors = _Progress(self.store.path(job.id, RESULTS)).read()
+                self.store.update(job.id, status="done", done=done, errors=errors, rate=None, finished=now(),
+                                  **_digest(self.store.path(job.id, RESULTS)))
+                return
+            log.warning("QC job %s: %s (run %d of %d)", job.id, problem, attempt, RUN_ATTEMPTS)
+        self.store.update(job.id, status="failed", rate=None, finished=now(), error=problem)
+
+    def _run_batch(self, job: Job) -> bool:
+        """One resumed run of the batch; True when it went through to the end."""
+        folder = self.store.folder(job.id)
+        results = folder / RESULTS
         progress = _Progress(results)
         outcome: dict = {}
 
@@ -309,8 +354,9 @@ class JobRunner:
         def work() -> None:
             _lower_priority(self.nice)
             try:
-                run_batch([self.store.path(job.id, INPUT)], results, self.knowledge_home, workers=1, resume=True,
-                          jurisdiction=self.jurisdiction, model_pass=checkpoint, show_progress=False)
+                run_batch([folder / INPUT], results, self.knowledge_home, workers=1, resume=True,
+                          jurisdiction=self.jurisdiction, model_pass=checkpoint, show_progress=False,
+                          relative_to=folder)
             except BaseException as exc:  # reported by the waiting thread
                 outcome["error"] = exc
 
@@ -333,13 +379,25 @@ class JobRunner:
             status = "cancelled" if error.reason == "cancelled" else "queued"
             self.store.update(job.id, status=status, done=done, errors=errors, rate=None,
                               finished=now() if status == "cancelled" else None)
-        elif error is not None:
-            log.error("QC job %s failed: %s", job.id, error)
+            return False
+        if isinstance(error, OSError) and error.errno in DISK_FULL:
+            log.error("QC job %s paused: the disk is full (%s); retried in %d s", job.id, error.strerror,
+                      DISK_RETRY_S)
+            self.store.update(job.id, status="queued", done=done, errors=errors, rate=None,
+                              error="paused: the server's disk is full; the job continues when there is space")
+            retry = threading.Timer(DISK_RETRY_S, self.submit, [job.id])
+            retry.daemon = True
+            retry.start()
+            return False
+        if error is not None:
+            log.error("QC job %s failed", job.id, exc_info=error)
+            # The owner sees what went wrong in words, never a server path or a traceback.
+            message = str(error) if isinstance(error, BatchError) else (
+                f"the batch stopped on an internal error ({type(error).__name__}); the server log has the details")
             self.store.update(job.id, status="failed", done=done, errors=errors, rate=None, finished=now(),
-                              error=f"{type(error).__name__}: {error}")
-        else:
-            self.store.update(job.id, status="done", done=done, errors=errors, rate=None, finished=now(),
-                              **_digest(results))
+                              error=message)
+            return False
+        return True
 
 
 class _Progress:
@@ -365,9 +423,31 @@ class _Progress:
         for line in data[:cut].splitlines():
             if line.strip():
                 self.done += 1
-                self.errors += json.loads(line).get("status") == "error"
+                try:
+                    self.errors += json.loads(line).get("status") == "error"
+                except (ValueError, AttributeError):  # a damaged line: resume drops and redoes it
+                    pass
         self.offset += cut
         return self.done, self.errors
+
+
+def _coverage(folder: Path) -> str | None:
+    """None when the results answer every input line exactly once; else what is missing or repeated."""
+    answered = Counter(position(row) for row in read_results(folder / RESULTS))
+    expected = list(input_positions([folder / INPUT], relative_to=folder))
+    missing = [p for p in expected if p not in answered]
+    repeated = sorted(p for p, n in answered.items() if n > 1)
+    stray = sorted(set(answered) - set(expected))
+    if not (missing or repeated or stray):
+        return None
+    parts = [f"{len(expected) - len(missing)} of {len(expected)} input lines answered"]
+    if missing:
+        parts.append(f"missing {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+    if repeated:
+        parts.append(f"answered twice {', '.join(repeated[:5])}")
+    if stray:
+        parts.append(f"results for lines that are not in the input: {', '.join(stray[:5])}")
+    return "; ".join(parts)
 
 
 def _digest(results: Path) -> dict:
@@ -426,16 +506,23 @@ def _check_first_line(path: Path) -> None:
             if not line.endswith(b"\n") and len(line) == FIRST_LINE_CHECK:
                 return  # too long to check here; the batch reports it if it is broken
             try:
-                data = json.loads(line.decode("utf-8-sig"))
+                data = strict_json.loads(line.decode("utf-8-sig"))
             except UnicodeDecodeError:
                 raise JobError(f"line {number} is not UTF-8 text; upload JSON Lines (one JSON record per line)"
                                ) from None
-            except (json.JSONDecodeError, RecursionError) as exc:
-                raise JobError(f"line {number} is not JSON ({getattr(exc, 'msg', exc)}); upload JSON Lines "
+            except strict_json.JSONError as exc:
+                raise JobError(f"line {number} is not JSON ({exc}); upload JSON Lines "
                                "(one JSON record per line)") from None
             if not isinstance(data, dict):
                 raise JobError(f"line {number} is a JSON {type(data).__name__}, not a record object")
             return
+
+
+def _read_json(path: Path) -> dict:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return data
 
 
 def _write_json(path: Path, data: dict) -> None:

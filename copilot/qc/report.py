@@ -53,12 +53,13 @@ def bar_chart(by_category: dict) -> dict:
     return {"bars": bars, "height": len(bars) * row, "width": width}
 
 
-def write_report(jsonl: Path, html: Path, title: str = "Medical record QC report") -> Path:
+def write_report(jsonl: Path, html: Path, title: str = "Medical record QC report", source: str | None = None) -> Path:
+    """``source``: how the page names where the results came from (default: the JSONL path)."""
     with Path(jsonl).open(encoding="utf-8") as handle:
         summary = summarize(json.loads(line) for line in handle if line.strip())
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
     page = env.get_template("report.html").render(
-        title=title, generated=time.strftime("%Y-%m-%d %H:%M"), source=str(jsonl), severities=SEVERITIES,
+        title=title, generated=time.strftime("%Y-%m-%d %H:%M"), source=source or str(jsonl), severities=SEVERITIES,
         colors=COLORS, chart=bar_chart(summary["by_category"]), **summary)
     html = Path(html)
     html.parent.mkdir(parents=True, exist_ok=True)

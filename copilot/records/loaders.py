@@ -2,7 +2,8 @@
 .jsonl files of many records, FHIR R4 Bundles, and directories of any of these.
 
 Loading never raises for one bad record: each yields a ``Loaded`` with either a record
-or an error, so a batch reports it and goes on.
+or an error, so a batch reports it and goes on. Each ``Loaded`` says where it was read (file and
+line): a batch resumes by position, because record ids may repeat and some lines have none.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from copilot import strict_json
 from copilot.records.model import (MAX_TEXT_BYTES, Diagnosis, Document, Encounter, Medication, Patient, Record,
                                    RecordError)
 
@@ -24,10 +26,21 @@ SUFFIXES = {".txt", ".json", ".jsonl"}
 
 @dataclass
 class Loaded:
-    key: str  # record id when known, else the origin; what batch resume keys on
-    origin: str
+    source: str  # the file, as the caller named it (relative to ``relative_to`` when given)
+    line: int | None  # 1-based line in a .jsonl; None for a record that is a whole file
     record: Record | None = None
     error: str | None = None
+    record_id: str | None = None  # the record's id, when the input names one
+
+    @property
+    def position(self) -> str:
+        """Where the record was read: ``source:line`` or ``source``; what batch resume keys on."""
+        return f"{self.source}:{self.line}" if self.line is not None else self.source
+
+    @property
+    def key(self) -> str:
+        """How results name the record: its id when known, else its position."""
+        return self.record_id or self.position
 
 
 @lru_cache(maxsize=1)
@@ -108,44 +121,48 @@ def _id_hint(data: object) -> str | None:
     return data.get("id") if isinstance(data, dict) and isinstance(data.get("id"), str) and data.get("id") else None
 
 
-def load_file(path: Path, encoding: str | None = None) -> Iterator[Loaded]:
-    origin = str(path)
+def parse_json(text: str) -> object:
+    """Strict, depth-limited JSON (copilot.strict_json) as a RecordError."""
+    try:
+        return strict_json.loads(text)
+    except strict_json.JSONError as exc:
+        raise RecordError(str(exc)) from None
+
+
+def load_file(path: Path, encoding: str | None = None, source: str | None = None) -> Iterator[Loaded]:
+    """The records of one file; ``source`` is the name errors and positions use (default: the path)."""
+    source = source or str(path)
     try:
         if path.suffix == ".jsonl":
-            yield from _load_jsonl(path, encoding)
+            yield from _load_jsonl(path, encoding, source)
             return
         if path.stat().st_size > MAX_FILE_BYTES:
             raise RecordError(f"file is larger than {MAX_FILE_BYTES // 2**20} MiB")
-        text = decode(path.read_bytes(), encoding, origin)
+        text = decode(path.read_bytes(), encoding, source)
         if path.suffix == ".txt":
-            yield Loaded(path.stem, origin, record=record_from_text(text, path.stem, origin))
+            yield Loaded(source, None, record=record_from_text(text, path.stem, source), record_id=path.stem)
             return
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise RecordError(f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-        record = record_from_json(data, origin)
-        yield Loaded(record.id, origin, record=record)
-    except (RecordError, OSError) as exc:
-        key = path.stem
-        yield Loaded(key, origin, error=str(exc))
+        data = parse_json(text)
+        record = record_from_json(data, source)
+        yield Loaded(source, None, record=record, record_id=record.id)
+    except RecordError as exc:
+        yield Loaded(source, None, error=str(exc), record_id=path.stem)
+    except OSError as exc:  # the message, without the server path it would repeat
+        yield Loaded(source, None, error=f"cannot read the file: {exc.strerror or exc}", record_id=path.stem)
 
 
-def _load_jsonl(path: Path, encoding: str | None) -> Iterator[Loaded]:
+def _load_jsonl(path: Path, encoding: str | None, source: str) -> Iterator[Loaded]:
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, 1):
-            origin = f"{path}:{number}"
             if not raw.strip():
                 continue
             data = None
             try:
-                data = json.loads(decode(raw, encoding, origin))
-                record = record_from_json(data, origin)
-                yield Loaded(record.id, origin, record=record)
-            except json.JSONDecodeError as exc:
-                yield Loaded(origin, origin, error=f"malformed JSON at column {exc.colno}: {exc.msg}")
+                data = parse_json(decode(raw, encoding, f"{source}:{number}"))
+                record = record_from_json(data, f"{source}:{number}")
+                yield Loaded(source, number, record=record, record_id=record.id)
             except RecordError as exc:
-                yield Loaded(_id_hint(data) or origin, origin, error=str(exc))
+                yield Loaded(source, number, error=str(exc), record_id=_id_hint(data))
 
 
 def iter_paths(paths: Iterable[Path]) -> Iterator[Path]:
@@ -158,12 +175,25 @@ def iter_paths(paths: Iterable[Path]) -> Iterator[Path]:
             yield path
 
 
-def iter_records(paths: Iterable[Path], encoding: str | None = None) -> Iterator[Loaded]:
+def source_name(path: Path, relative_to: Path | None = None) -> str:
+    """How results and errors name a file: relative to ``relative_to`` when it is inside it (a job's
+    folder: users see "input.jsonl", never the server's path), else as given."""
+    if relative_to is not None:
+        try:
+            return Path(path).resolve().relative_to(Path(relative_to).resolve()).as_posix()
+        except ValueError:
+            pass
+    return str(path)
+
+
+def iter_records(paths: Iterable[Path], encoding: str | None = None,
+                 relative_to: Path | None = None) -> Iterator[Loaded]:
     for path in iter_paths(paths):
+        source = source_name(path, relative_to)
         if not path.exists():
-            yield Loaded(str(path), str(path), error="no such file")
+            yield Loaded(source, None, error="no such file")
         elif path.suffix not in SUFFIXES:
-            yield Loaded(str(path), str(path), error=f"unsupported file type {path.suffix or '(none)'}; "
-                                                      "expected .txt, .json, .jsonl or a directory")
+            yield Loaded(source, None, error=f"unsupported file type {path.suffix or '(none)'}; "
+                                             "expected .txt, .json, .jsonl or a directory")
         else:
-            yield from load_file(path, encoding)
+            yield from load_file(path, encoding, source)

@@ -3,6 +3,12 @@
 API tokens are 256-bit random strings shown once at creation; only their SHA-256 is stored
 (a token has full entropy, so a slow hash adds nothing). Sidebar passwords, which people
 choose, are stored with werkzeug's salted scrypt hash.
+
+Each user has a session version: signing out, a new password, a new token and disabling the
+user bump it, and a sidebar session made under an older version no longer signs anyone in.
+A sign-in costs one scrypt verification whatever the name and secret (an unknown user, a
+disabled one, one without a password), so its timing reveals neither who exists nor how
+they sign in.
 """
 
 from __future__ import annotations
@@ -31,9 +37,11 @@ CREATE TABLE IF NOT EXISTS users (
     token_hash TEXT NOT NULL UNIQUE,
     password_hash TEXT,
     created TEXT NOT NULL,
-    disabled INTEGER NOT NULL DEFAULT 0
+    disabled INTEGER NOT NULL DEFAULT 0,
+    session_version INTEGER NOT NULL DEFAULT 0
 );
 """
+COLUMNS = "name, role, created, disabled, session_version"
 
 
 class UserError(ValueError):
@@ -46,6 +54,7 @@ class User:
     role: str
     created: str
     disabled: bool = False
+    session_version: int = 0
 
     # flask-login's user protocol
     is_active = property(lambda self: not self.disabled)
@@ -53,11 +62,29 @@ class User:
     is_anonymous = False
 
     def get_id(self) -> str:
-        return self.name
+        """What a session remembers: the name and the session version it was made under."""
+        return f"{self.name}:{self.session_version}"
+
+    @classmethod
+    def from_row(cls, row) -> User:
+        return cls(row["name"], row["role"], row["created"], bool(row["disabled"]), row["session_version"])
 
 
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+_dummy: list[str] = []
+_dummy_lock = threading.Lock()
+
+
+def _dummy_hash() -> str:
+    """A password hash of a random secret, made once, with the parameters real hashes get: what a
+    sign-in without a real hash to check is verified against, so it costs the same."""
+    with _dummy_lock:
+        if not _dummy:
+            _dummy.append(generate_password_hash(secrets.token_urlsafe(16)))
+        return _dummy[0]
 
 
 class UserStore:
@@ -67,6 +94,9 @@ class UserStore:
         self._local = threading.local()
         with self._connect() as db:
             db.executescript(SCHEMA)
+            columns = {row["name"] for row in db.execute("PRAGMA table_info(users)")}
+            if "session_version" not in columns:  # a users.db from before session versions
+                db.execute("ALTER TABLE users ADD COLUMN session_version INTEGER NOT NULL DEFAULT 0")
 
     def _connect(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -93,50 +123,71 @@ class UserStore:
         return token
 
     def rotate_token(self, name: str) -> str:
+        """A new API token; the old one, and every sidebar session, stop working."""
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        self._update(name, "token_hash = ?", _token_hash(token))
+        self._update(name, token_hash=_token_hash(token))
         return token
 
     def set_password(self, name: str, password: str) -> None:
+        """A new sidebar password; every sidebar session signed in before it ends."""
         if len(password) < MIN_PASSWORD:
             raise UserError(f"the password must have at least {MIN_PASSWORD} characters")
-        self._update(name, "password_hash = ?", generate_password_hash(password))
+        self._update(name, password_hash=generate_password_hash(password))
 
     def set_disabled(self, name: str, disabled: bool) -> None:
-        self._update(name, "disabled = ?", int(disabled))
+        self._update(name, disabled=int(disabled))
 
-    def _update(self, name: str, assignment: str, value) -> None:
+    def end_sessions(self, name: str) -> None:
+        """Sign the user out everywhere (what signing out of the sidebar does)."""
+        self._update(name)
+
+    def _update(self, name: str, **changes) -> None:
+        """Change a user's credentials (columns of this module's own choosing); every change ends
+        the user's sidebar sessions."""
+        assignments = [f"{column} = ?" for column in changes] + ["session_version = session_version + 1"]
         with self._connect() as db:
-            changed = db.execute(f"UPDATE users SET {assignment} WHERE name = ?", (value, name)).rowcount
+            changed = db.execute(f"UPDATE users SET {', '.join(assignments)} WHERE name = ?",
+                                 (*changes.values(), name)).rowcount
         if not changed:
             raise UserError(f"no such user: {name!r}")
 
     def get(self, name: str) -> User | None:
-        row = self._connect().execute("SELECT name, role, created, disabled FROM users WHERE name = ?",
-                                      (name,)).fetchone()
-        return User(row["name"], row["role"], row["created"], bool(row["disabled"])) if row else None
+        row = self._connect().execute(f"SELECT {COLUMNS} FROM users WHERE name = ?", (name,)).fetchone()
+        return User.from_row(row) if row else None
+
+    def session_user(self, session_id: str) -> User | None:
+        """The user a sidebar session (``User.get_id()``) names, if that session is still valid:
+        the user is active and nothing has ended their sessions since."""
+        name, _, version = str(session_id).rpartition(":")
+        user = self.get(name) if version.isdigit() else None
+        return user if user is not None and user.is_active and user.session_version == int(version) else None
 
     def list(self) -> list[User]:
-        rows = self._connect().execute("SELECT name, role, created, disabled FROM users ORDER BY name").fetchall()
-        return [User(r["name"], r["role"], r["created"], bool(r["disabled"])) for r in rows]
+        rows = self._connect().execute(f"SELECT {COLUMNS} FROM users ORDER BY name").fetchall()
+        return [User.from_row(r) for r in rows]
 
     def by_token(self, token: str) -> User | None:
         if not token.startswith(TOKEN_PREFIX) or len(token) > 128:
             return None
-        row = self._connect().execute("SELECT name, role, created, disabled FROM users WHERE token_hash = ?",
+        row = self._connect().execute(f"SELECT {COLUMNS} FROM users WHERE token_hash = ?",
                                       (_token_hash(token),)).fetchone()
         if row is None or row["disabled"]:
             return None
-        return User(row["name"], row["role"], row["created"], False)
+        return User.from_row(row)
 
     def check_login(self, name: str, secret: str) -> User | None:
-        """A sidebar login: the user's password, or their API token where no password is set."""
-        row = self._connect().execute("SELECT * FROM users WHERE name = ?", (name,)).fetchone()
+        """A sidebar login: the user's password, or their API token where no password is set.
+
+        Exactly one scrypt verification on every path (against the user's hash, or a dummy one),
+        so an unknown or disabled user, or one without a password, answers in the same time."""
+        row = self._connect().execute(f"SELECT {COLUMNS}, token_hash, password_hash FROM users WHERE name = ?",
+                                      (name,)).fetchone()
+        password_hash = row["password_hash"] if row is not None and row["password_hash"] else _dummy_hash()
+        password_ok = check_password_hash(password_hash, secret)
         if row is None or row["disabled"]:
-            check_password_hash(generate_password_hash("x"), secret)  # same work for unknown names
             return None
         if row["password_hash"]:
-            ok = check_password_hash(row["password_hash"], secret)
+            ok = password_ok
         else:
             ok = hmac.compare_digest(row["token_hash"], _token_hash(secret))
-        return User(row["name"], row["role"], row["created"], False) if ok else None
+        return User.from_row(row) if ok else None

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Mapping
 
-from flask import Flask, request
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
 
 from copilot.config import Settings
 from knowledge.snapshot import NoSnapshot
@@ -43,30 +45,40 @@ def create_app(config: Settings | Mapping | None = None, *, engine=None) -> Flas
         SECRET_KEY=settings.session_secret(),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE=settings.cookie_samesite,
-        SESSION_COOKIE_SECURE=settings.cookie_secure,
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
         REMEMBER_COOKIE_DURATION=0,
         WTF_CSRF_CHECK_DEFAULT=False,
         WTF_CSRF_TIME_LIMIT=12 * 3600,
     )
     app.config.update(flask_config)
     app.extensions["copilot.settings"] = settings
+    if settings.proxy_hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops)
 
     from copilot.audit import AuditLog
     from copilot.users import UserStore
 
     app.extensions["copilot.users"] = UserStore(settings.users_db)
-    app.extensions["copilot.audit"] = AuditLog(settings.audit_db)
+    app.extensions["copilot.audit"] = AuditLog(settings.audit_db, anchor_path=settings.audit_anchor_path)
     app.extensions["copilot.engine"] = engine if engine is not None else _load_engine(app, settings)
 
-    from copilot.web import audit_api, auth, cds_hooks, draft, generate, health, metrics, qc_api, sidebar
+    from copilot.web import (admission, audit_api, auditing, auth, cds_auth, cds_hooks, draft, generate, health,
+                             metrics, qc_api, sidebar)
 
+    cds_auth.init_app(app)
+    admission.init_app(app)
     metrics.init_app(app)
     auth.init_app(app)
     for module in (health, metrics, auth, sidebar, generate, draft, qc_api, cds_hooks, audit_api):
         app.register_blueprint(module.bp)
     qc_api.init_app(app)
+    app.after_request(auditing.ensure_audited)
     app.after_request(_security_headers)
     app.register_error_handler(NoSnapshot, _no_knowledge)
+    app.register_error_handler(auditing.AuditUnavailable, lambda exc: auditing.unavailable_response())
+    app.register_error_handler(Exception, _unexpected)
     if not app.testing:
         threading.Thread(target=_warm_up, args=(app,), name="draft-warm-up", daemon=True).start()
     return app
@@ -85,9 +97,23 @@ def _warm_up(app: Flask) -> None:
 
 
 def _no_knowledge(exc: NoSnapshot):
-    from flask import jsonify
+    from copilot.files import without_paths
 
-    return jsonify(error=f"{exc} (the service needs its knowledge base to draft or check records)"), 503
+    log.error("%s", exc)
+    return jsonify(error=f"{without_paths(str(exc))} (the service needs its knowledge base to draft or check "
+                         "records)"), 503
+
+
+def _unexpected(exc: Exception):
+    """The last line of defence: an error nobody anticipated is logged with an incident id and
+    answered as JSON (never a traceback, never a server path); the audit hook still records it."""
+    if isinstance(exc, HTTPException):
+        if request.path.startswith(("/api/", "/cds-services")) and exc.code is not None:
+            return jsonify(error=exc.description), exc.code
+        return exc
+    incident = uuid.uuid4().hex[:12]
+    log.exception("unexpected error in %s %s (incident %s)", request.method, request.path, incident)
+    return jsonify(error=f"internal error (incident {incident}; the server log has the details)"), 500
 
 
 def _security_headers(response):
@@ -99,7 +125,7 @@ def _security_headers(response):
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
     if request.path.startswith(("/api/", "/cds-services")):
-        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers["Cache-Control"] = "no-store"  # patient data: never kept by a browser or proxy
     return response
 
 

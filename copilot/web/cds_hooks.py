@@ -17,15 +17,15 @@ from copilot.cds import cards, orders
 from copilot.cds.hook_request import FHIR_ID, HookError, parse, to_record
 from copilot.cds.services import catalogue
 from copilot.web import state
+from copilot.web.auditing import audited
 from copilot.web.auditing import record as audit
 from copilot.web.auth import require_role
-from copilot.web.qc_api import InputError, cited, elapsed_ms, error, parse_json, too_large
+from copilot.web.body import JSON_TYPES, InputError, parse_json, raw_body
+from copilot.web.qc_api import cited, elapsed_ms, error, too_large
 
 bp = Blueprint("cds_hooks", __name__, url_prefix="/cds-services")
 bp.register_error_handler(RequestEntityTooLarge, too_large)
 
-JSON_TYPES = frozenset({"application/json", "application/fhir+json"})
-# A patient-view prefetch carries the patient's notes, so it may exceed the app-wide request limit.
 
 
 @bp.get("")
@@ -35,6 +35,7 @@ def discovery():
 
 @bp.post("/<service_id>")
 @require_role("clinician", "admin")
+@audited("cds")
 def call(service_id: str):
     started = time.perf_counter()
     service = catalogue().get(service_id)
@@ -42,8 +43,7 @@ def call(service_id: str):
         return error(404, f"no CDS service {service_id!r}; GET /cds-services lists them")
     if request.mimetype not in JSON_TYPES:
         return error(415, f"unsupported content type {request.mimetype or '(none)'!r}; send application/json")
-    request.max_content_length = state.settings().cds_max_bytes
-    raw = request.get_data(cache=False)
+    raw = raw_body(state.settings().cds_max_bytes)  # a prefetch carries whole notes: above the app-wide limit
     action = f"cds:{service.id}"
     patient_ref = None
     try:
@@ -61,7 +61,7 @@ def call(service_id: str):
             answer = cards.record_summary_cards(findings, service, catalogue())
     except (InputError, HookError) as exc:
         status = getattr(exc, "status", 400)
-        audit(action, patient_ref=patient_ref, inputs=raw, outcome="error", latency_ms=elapsed_ms(started),
+        audit(action, patient_ref=patient_ref, inputs=raw, outcome="invalid", latency_ms=elapsed_ms(started),
               detail=f"rejected: {status}")
         return error(status, str(exc))
     body = {"cards": answer}

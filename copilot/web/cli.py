@@ -14,8 +14,6 @@ class ServeError(RuntimeError):
 
 
 def cmd_serve(args) -> int:
-    from waitress import serve
-
     from copilot.logs import configure
     from copilot.web import create_app
 
@@ -28,12 +26,15 @@ def cmd_serve(args) -> int:
     settings = type(args.settings)(**overrides)  # validated like the environment's values
     configure("DEBUG" if args.verbose else settings.log_level, settings.log_path)
     from copilot.audit.log import AuditError
+    from copilot.cds.jwt_auth import IssuerConfigError
 
     try:
         app = create_app(settings)
     except AuditError as exc:
         raise ServeError(f"the audit log cannot be used: {exc}\nNothing was served. Run `copilot audit verify` "
                          "and restore the audit directory from backup.") from None
+    except IssuerConfigError as exc:
+        raise ServeError(f"{exc}\nNothing was served; fix COPILOT_CDS_ISSUERS (README: CDS Hooks security).") from None
     if app.extensions.get("copilot.engine") is None:
         print(f"copilot serve: error: {app.extensions['copilot.engine_error']}", file=sys.stderr)
         return 2
@@ -43,11 +44,32 @@ def cmd_serve(args) -> int:
         print("first start: created user 'admin' (role admin). Its token, shown only now, signs in to the sidebar\n"
               f"and the API (Authorization: Bearer ...):\n\n    {token}\n\n"
               "Add people with `copilot users add NAME --role clinician|qc_staff|admin`.", flush=True)
-    log.info("serving on http://%s:%d (sidebar: /sidebar, health: /health); home %s", settings.host, settings.port,
-             settings.home)
-    print(f"copilot serving on http://{settings.host}:{settings.port} (sidebar: /sidebar, health: /health)", flush=True)
-    serve(app, host=settings.host, port=settings.port, threads=settings.threads, channel_timeout=300, ident="copilot")
+    server = make_server(app)
+    log.info("serving on http://%s:%d (sidebar: /sidebar, health: /health); home %s; %d threads (%d for "
+             "generation)", settings.host, server.effective_port, settings.home, server.adj.threads,
+             app.extensions["copilot.admission"].slots)
+    print(f"copilot serving on http://{settings.host}:{server.effective_port} (sidebar: /sidebar, health: /health)",
+          flush=True)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
     return 0
+
+
+def make_server(app, host: str | None = None, port: int | None = None):
+    """The waitress server for ``app``: one thread per generation slot on top of COPILOT_THREADS, so
+    streaming generations never take the threads health checks, QC and the sidebar need."""
+    from waitress.server import create_server
+
+    from copilot.web.admission import server_threads
+
+    settings = app.extensions["copilot.settings"]
+    return create_server(app, host=settings.host if host is None else host,
+                         port=settings.port if port is None else port, threads=server_threads(app),
+                         channel_timeout=300, ident="copilot")
 
 
 def register(commands) -> None:
@@ -59,7 +81,8 @@ def register(commands) -> None:
                                             "Options default to their COPILOT_* settings (`copilot config show`).")
     serve.add_argument("--host", help="address to bind (default: $COPILOT_HOST, else 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: $COPILOT_PORT, else 8000)")
-    serve.add_argument("--threads", type=int, help="HTTP worker threads (default: $COPILOT_THREADS, else 8)")
+    serve.add_argument("--threads", type=int, help="HTTP worker threads for all but generation (default: "
+                                                   "$COPILOT_THREADS, else 8); one per generation slot is added")
     serve.add_argument("--model-dir", type=Path, help="exported OpenVINO model to serve (default: the prepared "
                                                       "$COPILOT_MODEL)")
     serve.add_argument("--prompt-lookup", action="store_true", help="prompt-lookup (n-gram) decoding")

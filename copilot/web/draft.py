@@ -2,24 +2,26 @@
 
 Events: start, section_start, token, section_end, done (note, unsupported spans, citations,
 metrics, audit_seq) or error. A client that disconnects cancels the generation; the draft is
-audited either way (outcome success, cancelled or error).
+audited once either way (outcome success, cancelled, invalid or error). A draft holds one of the
+generation slots (copilot.web.admission) while it streams; beyond them callers get 503 at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
-from flask import Blueprint, Response, jsonify, request, stream_with_context
+from flask import Blueprint, Response, jsonify, stream_with_context
 
 from copilot.drafting.draft import DraftError, DraftRequest, Drafter, note_types
 from copilot.engine.errors import EngineBusy, EngineError
 from copilot.records.loaders import RecordError, record_from_json
-from copilot.web import state
-from copilot.web.auditing import record as audit
-from copilot.web.auditing import record_reference, valid_patient_ref
+from copilot.web import admission, state
+from copilot.web.auditing import AuditUnavailable, DeferredAudit, audited, record_reference, valid_patient_ref
 from copilot.web.auth import require_role
-from copilot.web.generate import sse
+from copilot.web.body import InputError, json_object
+from copilot.web.generate import NO_STORE, sse
 from copilot.web.metrics import observe_generation
 
 bp = Blueprint("draft", __name__, url_prefix="/api/draft")
@@ -86,37 +88,42 @@ def list_note_types():
 
 @bp.post("")
 @require_role("clinician", "admin")
+@audited("draft")
 def draft():
     if state.engine() is None:
         return jsonify(error=state.engine_error()), 503
-    if not request.is_json:
-        return jsonify(error="send the encounter as application/json"), 415
-    body = request.get_json(silent=True)
-    if body is None:
-        return jsonify(error="the body is not valid JSON"), 400
     try:
-        draft_request, patient_ref = parse(body)
+        draft_request, patient_ref = parse(json_object())
+    except InputError as exc:
+        return jsonify(error=str(exc)), exc.status
     except DraftError as exc:
         return jsonify(error=str(exc)), 400
-    if state.engine().queue_full:
-        return jsonify(error="the engine queue is full; try again shortly"), 503, {"Retry-After": "5"}
-    cancel = threading.Event()
-    events = _drafter().draft(draft_request, cancel)
-    first = next(events)
+    slot = admission.enter()
+    if slot is None:
+        return admission.busy()
+    try:
+        if state.engine().queue_full:
+            slot.release()
+            return admission.busy("the engine queue is full; try again shortly")
+        cancel = threading.Event()
+        events = _drafter().draft(draft_request, cancel)
+        first = next(events)
+    except BaseException:
+        slot.release()
+        raise
     model = state.model_info()
     first[1].update(model=model["id"], knowledge_snapshot=_snapshot_id())
     started = time.monotonic()
+    audit = DeferredAudit("draft", patient_ref=patient_ref)
 
     def stream():
-        outcome, final, detail = "cancelled", None, None
+        outcome, detail = "cancelled", None
         try:
             for event, data in _chain([first], events):
                 if event == "done":
-                    final = data
                     outcome = "success"
                     observe_generation("draft", data["metrics"]["tokens"], data["metrics"]["tokens_per_s"])
-                    entry = _audit(body, patient_ref, data, outcome, started)
-                    data["audit_seq"] = entry.seq
+                    data["audit_seq"] = _audit(audit, data, outcome, started).seq
                 yield sse(event, data)
         except EngineBusy as exc:
             outcome, detail = "error", str(exc)
@@ -124,14 +131,20 @@ def draft():
         except EngineError as exc:
             outcome, detail = "error", str(exc)
             yield sse("error", {"error": str(exc)})
+        except AuditUnavailable:
+            yield sse("error", {"error": "the audit log cannot be written; the note is withheld"})
         finally:
             cancel.set()
             events.close()
-            if final is None:
-                _audit(body, patient_ref, None, outcome, started, detail=detail)
+            if outcome != "success":
+                with contextlib.suppress(AuditUnavailable):  # logged; the stream is over either way
+                    _audit(audit, None, outcome, started, detail=detail)
+            slot.release()
 
-    return Response(stream_with_context(stream()), mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    response = Response(stream_with_context(stream()), mimetype="text/event-stream", headers=NO_STORE)
+    response.call_on_close(audit.closed)
+    response.call_on_close(slot.release)
+    return response
 
 
 def _snapshot_id():
@@ -141,12 +154,11 @@ def _snapshot_id():
         return None
 
 
-def _audit(body, patient_ref, done, outcome, started, detail=None):
+def _audit(audit: DeferredAudit, done, outcome, started, detail=None):
     sources = [c["id"] for c in done["citations"] if c["kind"] == "knowledge"] if done else []
     outputs = {k: done[k] for k in ("note", "unsupported")} if done else None
-    return audit("draft", patient_ref=patient_ref, inputs=body, outputs=outputs, sources=sources,
-                 tokens=done["metrics"]["tokens"] if done else None,
-                 latency_ms=round((time.monotonic() - started) * 1000, 1), outcome=outcome, detail=detail)
+    return audit(outcome, detail, outputs=outputs, sources=sources, tokens=done["metrics"]["tokens"] if done else None,
+                 latency_ms=round((time.monotonic() - started) * 1000, 1))
 
 
 def _chain(head, rest):

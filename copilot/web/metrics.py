@@ -24,6 +24,10 @@ class Metrics:
         self.latency = Histogram("copilot_http_request_seconds", "Time to the response headers (streams: to the "
                                  "first byte)", ["endpoint"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.queue = Gauge("copilot_engine_queue_depth", "Generations waiting for the engine", registry=self.registry)
+        self.slots = Gauge("copilot_generation_slots_in_use", "Generations admitted by the web tier (streams open)",
+                           registry=self.registry)
+        self.slots_total = Gauge("copilot_generation_slots", "Generation slots; callers beyond them get 503",
+                                 registry=self.registry)
         self.tokens = Counter("copilot_generated_tokens", "Tokens generated", ["kind"], registry=self.registry)
         self.speed = Histogram("copilot_decode_tokens_per_second", "Decode speed per draft or generation", ["kind"],
                                buckets=(5, 10, 20, 40, 60, 80, 100, 150, 200, 400), registry=self.registry)
@@ -61,4 +65,8 @@ def metrics():
     registry = current_app.extensions["copilot.metrics"]
     engine = current_app.extensions.get("copilot.engine")
     registry.queue.set(engine.queue_depth if engine is not None else 0)
+    gate = current_app.extensions.get("copilot.admission")
+    if gate is not None:
+        registry.slots.set(gate.in_use)
+        registry.slots_total.set(gate.slots)
     return Response(generate_latest(registry.registry), mimetype=CONTENT_TYPE_LATEST)

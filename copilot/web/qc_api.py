@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import logging
 import re
 import threading
@@ -28,19 +27,20 @@ from flask import Blueprint, Flask, current_app, g, jsonify, request, send_file,
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from copilot.qc.registry import SEVERITIES
-from copilot.qc.jobs import RESULTS, Job, JobError, JobRunner, JobStore, JobTooLarge
+from copilot.qc.jobs import DISK_FULL, RESULTS, Job, JobError, JobRunner, JobStore, JobTooLarge
 from copilot.records.loaders import RecordError, record_from_json, record_from_text
 from copilot.records.model import DOCUMENT_TYPES, Record
 from copilot.web import state
+from copilot.web.auditing import audited
 from copilot.web.auditing import record as audit
 from copilot.web.auth import require_role
+from copilot.web.body import JSON_TYPES, InputError, decode, parse_json, raw_body
 
 bp = Blueprint("qc_api", __name__, url_prefix="/api/qc")
 log = logging.getLogger(__name__)
 
 QC_ROLES = ("clinician", "qc_staff", "admin")
 JOB_ROLES = ("qc_staff", "admin")
-JSON_TYPES = frozenset({"application/json", "application/fhir+json"})
 TEXT_TYPES = frozenset({"text/plain"})
 JSONL_TYPES = frozenset({"application/x-ndjson", "application/jsonl", "application/x-jsonlines", "text/plain"})
 TEXT_FIELDS = frozenset({"text", "document_type", "id"})
@@ -50,10 +50,6 @@ REFERENCE_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 SOURCE_ID = re.compile(r"^[A-Za-z0-9_.:/@+\-]{1,200}$")
 SCRIPT = re.compile(r"<script>(.*?)</script>", re.S)
 STYLE = re.compile(r"<style>(.*?)</style>", re.S)
-
-
-class InputError(ValueError):
-    """The request body cannot be read as a record; the message says why."""
 
 
 def init_app(app: Flask) -> None:
@@ -102,29 +98,6 @@ bp.register_error_handler(RequestEntityTooLarge, too_large)
 # Reading bodies -------------------------------------------------------------------------------
 
 
-def decode(raw: bytes, charset: str | None) -> str:
-    encoding = charset or "utf-8"
-    try:
-        return raw.decode("utf-8-sig" if encoding.lower().replace("_", "-") == "utf-8" else encoding)
-    except LookupError:
-        raise InputError(f"unknown charset {charset!r}") from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"the body is not valid {encoding} text (byte {exc.start})") from None
-
-
-def parse_json(raw: bytes, charset: str | None = None) -> object:
-    """JSON with an error that names the problem and where it is."""
-    if not raw.strip():
-        raise InputError("the body is empty; send a JSON object")
-    text = decode(raw, charset)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-    except RecursionError:
-        raise InputError("malformed JSON: nested too deeply") from None
-
-
 def _note(text: object, document_type: object, record_id: object = None) -> Record:
     if not isinstance(text, str):
         raise InputError("'text' must be a string (the note)")
@@ -159,8 +132,6 @@ def record_from_body(raw: bytes, mimetype: str, charset: str | None, document_ty
         record = record_from_json(data, origin="request")
     except RecordError as exc:
         raise InputError(f"record: {exc}") from None
-    except RecursionError:
-        raise InputError("record: nested too deeply") from None
     return record, patient_reference(data, record)
 
 
@@ -197,18 +168,19 @@ def elapsed_ms(started: float) -> float:
 
 @bp.post("")
 @require_role(*QC_ROLES)
+@audited("qc")
 def check():
     started = time.perf_counter()
     if request.mimetype not in JSON_TYPES | TEXT_TYPES:
         return error(415, f"unsupported content type {request.mimetype or '(none)'!r}; send application/json "
                           "(a record, a FHIR Bundle or {\"text\": ...}) or text/plain (one note)")
-    raw = request.get_data(cache=False)
+    raw = raw_body()
     try:
         record, patient_ref = record_from_body(raw, request.mimetype, request.mimetype_params.get("charset"),
                                                request.args.get("document_type"))
     except InputError as exc:
-        audit("qc", inputs=raw, outcome="error", latency_ms=elapsed_ms(started), detail="rejected: invalid record")
-        return error(400, str(exc))
+        audit("qc", inputs=raw, outcome="invalid", latency_ms=elapsed_ms(started), detail="rejected: invalid record")
+        return error(exc.status, str(exc))
     qc = state.qc_runner()
     findings = qc.check(record)
     body = {"record_id": record.id, "findings": findings, "summary": summarize(findings),
@@ -250,6 +222,7 @@ def not_found():
 
 @bp.post("/jobs")
 @require_role(*JOB_ROLES)
+@audited("qc:job-submit")
 def submit():
     started = time.perf_counter()
     limit = state.settings().qc_job_max_bytes
@@ -268,8 +241,13 @@ def submit():
         job = job_runner().store.create(g.user.name, stream, limit)
     except JobTooLarge as exc:
         return error(413, str(exc))
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        log.error("QC job upload refused: %s", exc)
+        return error(507, "the server's disk is full, so the upload was not kept; try again later")
     except JobError as exc:
-        audit("qc:job-submit", outcome="error", latency_ms=elapsed_ms(started), detail="rejected: not a JSONL upload")
+        audit("qc:job-submit", outcome="invalid", latency_ms=elapsed_ms(started), detail="rejected: not a JSONL upload")
         return error(400, str(exc))
     job_runner().submit(job.id)
     audit("qc:job-submit", inputs={"job_id": job.id, "input_sha256": job.input_sha256, "bytes": job.input_bytes},
@@ -306,6 +284,7 @@ def cancel(job_id: str):
 
 @bp.get("/jobs/<job_id>/report")
 @require_role(*JOB_ROLES)
+@audited("qc:job-report")
 def report(job_id: str):
     started = time.perf_counter()
     found = visible_job(job_id)

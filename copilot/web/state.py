@@ -39,8 +39,10 @@ def engine():
 
 
 def engine_error() -> str:
-    """Why no model is loaded (for 503 answers and /health)."""
-    return current_app.extensions.get("copilot.engine_error", "no model loaded")
+    """Why no model is loaded (for 503 answers and /health, so without server paths)."""
+    from copilot.files import without_paths
+
+    return without_paths(current_app.extensions.get("copilot.engine_error", "no model loaded"))
 
 
 def snapshot():

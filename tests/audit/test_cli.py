@@ -9,7 +9,7 @@ import pytest
 from fhir.resources.R4B.auditevent import AuditEvent
 from fhir.resources.R4B.bundle import Bundle
 
-from copilot.audit import AuditLog, hash_payload
+from copilot.audit import AuditIntegrityError, AuditLog, hash_payload
 from copilot.cli import main
 
 
@@ -31,6 +31,7 @@ def log(home) -> AuditLog:
                      model_id="smollm2-135m-instruct", model_version="int8", knowledge_snapshot="kb-1",
                      input_hash=hash_payload(i), output_hash=hash_payload(-i), sources=["drug.warfarin"],
                      tokens=10 * i, latency_ms=100.25 * i)
+    audit.flush_anchors()
     return audit
 
 
@@ -119,3 +120,86 @@ def test_show_last(log, capsys):
     assert lines[0].split()[:5] == ["seq", "timestamp", "user", "role", "action"]
     assert [line.split()[0] for line in lines[1:]] == ["4", "5"]
     assert "Patient/5" in lines[2] and "dr.5" in lines[2] and "501.2" in lines[2]
+
+
+# -- a damaged, deleted or replaced log: always a clear FAILED (exit 1), never a traceback -------
+
+
+def checkpointed(log: AuditLog) -> bytes:
+    """The database with every entry in the main file (as after a clean shutdown)."""
+    log.close()
+    conn = sqlite3.connect(log.path, isolation_level=None)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return log.path.read_bytes()
+
+
+@pytest.mark.parametrize("cut", [0, 100, 4096, 0.5, -1])
+def test_verify_reports_a_truncated_database_file(log, capsys, cut):
+    data = checkpointed(log)
+    log.path.write_bytes(data[:int(len(data) * cut) if isinstance(cut, float) else cut])
+    status = run("audit", "verify")
+    out = capsys.readouterr().out
+    assert status == 1 and out.startswith("FAILED: ") and "Traceback" not in out
+    assert any(word in out for word in ("damaged", "truncated", "ends at seq")), out
+
+
+@pytest.mark.parametrize("command", [("audit", "show"), ("audit", "head"), ("audit", "export", "--format", "jsonl")])
+def test_every_command_reports_a_damaged_database_clearly(log, capsys, command):
+    data = checkpointed(log)
+    log.path.write_bytes(data[:100] + b"\xff" * (len(data) - 100))
+    assert run(*command) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("FAILED: ") and "damaged" in out
+
+
+def test_a_deleted_audit_folder_is_reported_not_restarted(log, home, capsys):
+    import shutil
+
+    log.close()
+    shutil.rmtree(home / "audit")
+    assert run("audit", "verify") == 1
+    out = capsys.readouterr().out
+    assert out.startswith("FAILED: ") and "external anchor" in out and "5 entries" in out
+    with pytest.raises(AuditIntegrityError, match="deleted or moved"):  # what `copilot serve` meets at start
+        AuditLog.for_home(home)
+    assert not (home / "audit" / "audit.db").exists()
+
+
+def test_a_replaced_log_is_reported(log, home, capsys):
+    import shutil
+
+    log.close()
+    shutil.rmtree(home / "audit")
+    fresh = AuditLog(home / "audit" / "audit.db")  # a new log made without the external anchor
+    for i in range(8):
+        fresh.append(user="mallory", role="admin", action="draft")
+    assert run("audit", "verify") == 1
+    assert "entry 5 does not match the external anchor" in capsys.readouterr().out
+
+
+def test_an_emptied_database_is_not_extended(log, home, capsys):
+    checkpointed(log)
+    log.path.write_bytes(b"")
+    with pytest.raises(AuditIntegrityError, match="ends at entry 0"):
+        AuditLog.for_home(home)
+    assert run("audit", "verify") == 1
+    assert "FAILED: entry 1: the log ends at seq 0" in capsys.readouterr().out
+
+
+def test_a_kept_head_reports_a_missing_log(home, capsys):
+    assert run("audit", "verify", "--expect-head", f"7:{'a' * 64}") == 1
+    assert "the expected head records 7 entries" in capsys.readouterr().out
+
+
+def test_the_external_anchor_follows_the_settings(log, home, tmp_path, monkeypatch, capsys):
+    elsewhere = tmp_path / "other-volume" / "copilot.anchor"
+    monkeypatch.setenv("COPILOT_AUDIT_ANCHOR", str(elsewhere))
+    from copilot.config import Settings
+
+    moved = AuditLog(log.path, anchor_path=Settings().audit_anchor_path)  # the server's first start with it
+    assert json.loads(elsewhere.read_text())["seq"] == 5
+    moved.append(user="dr.6", role="clinician", action="draft")
+    assert moved.flush_anchors()
+    assert json.loads(elsewhere.read_text())["seq"] == 6
+    assert run("audit", "verify") == 0 and "head 6:" in capsys.readouterr().out

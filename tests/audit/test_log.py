@@ -37,6 +37,7 @@ def log(tmp_path) -> AuditLog:
     audit = AuditLog.for_home(tmp_path)
     for i in range(1, 11):
         append(audit, i)
+    audit.flush_anchors()  # as any time after the appends: tampering comes later
     return audit
 
 
@@ -263,13 +264,16 @@ def test_anchor_rewritten_or_deleted(log):
     result = log.verify()
     assert not result.ok and "anchor" in result.reason and "missing" in result.reason
     append(log, 11)
-    assert not log.head_path.exists(), "a deleted anchor must not be silently re-created"
+    assert log.flush_anchors() and not log.head_path.exists(), "a deleted anchor must not be silently re-created"
 
 
 def test_truncation_with_a_rewritten_anchor_needs_a_head_kept_elsewhere(log):
     kept = log.head()
     tamper(log, ("DELETE FROM entries WHERE seq > 8", ()))
     log.head_path.write_text(json.dumps({"seq": 8, "hash": row(log, 8)["hash"]}))
+    result = log.verify()  # the copy outside the audit folder still says 10
+    assert (result.ok, result.first_bad) == (False, 9) and "external anchor" in result.reason
+    log.anchor_path.write_text(log.head_path.read_text())
     assert log.verify().ok  # the documented limit: the files alone are consistent again
     result = log.verify(expect_head=kept)
     assert (result.ok, result.first_bad) == (False, 9) and "truncated" in result.reason
@@ -355,6 +359,24 @@ def test_concurrent_threads_and_processes_lose_nothing(tmp_path):
     for entry in entries:
         by_writer[entry.user] = by_writer.get(entry.user, 0) + 1
     assert by_writer == {**{f"thread-{n}": 50 for n in range(8)}, **{name: 50 for name in processes}}
+    for writer in by_writer:  # group commits keep each writer's appends in the order it made them
+        refs = [int(e.patient_ref.split("/")[1]) for e in entries if e.user == writer]
+        assert refs == sorted(refs), writer
+    assert log.verify().ok
     result = log.verify()
     assert (result.ok, result.count) == (True, 500), result.reason
     assert json.loads(log.head_path.read_text()) == {"seq": 500, "hash": entries[-1].hash}
+
+
+def test_anchors_follow_the_appends_and_never_lead_the_log(tmp_path):
+    """Anchors are written behind the commits (an append costs one fsynced commit, not three
+    fsynced files), coalescing bursts: after a flush they hold the newest entry."""
+    log = AuditLog.for_home(tmp_path)
+    for i in range(50):
+        append(log, i)
+        anchored = json.loads(log.head_path.read_text())["seq"]
+        assert anchored <= i + 1  # behind or level, never ahead of what was committed
+    assert log.flush_anchors()
+    for path in (log.head_path, log.anchor_path):
+        assert json.loads(path.read_text()) == {"seq": 50, "hash": log.head()[1]}
+    log.close()

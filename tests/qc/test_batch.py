@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from copilot.qc.batch import BatchError, completed_keys, run_batch
+from copilot.qc.batch import BatchError, completed_positions, run_batch
 from copilot.qc.report import write_report
 from tests.helpers import NOTE, make_record
 
@@ -70,19 +70,65 @@ def test_resume_after_kill_loses_and_duplicates_nothing(shipped_home, tmp_path):
     assert "already done" in done.stderr
 
 
-def test_completed_keys_cuts_a_torn_line(tmp_path):
+def test_completed_positions_cut_a_torn_line_and_drop_a_damaged_one(tmp_path):
     out = tmp_path / "o.jsonl"
-    out.write_bytes(b'{"record_id": "a"}\n{"record_id": "b"}\n{"record_')
-    assert completed_keys(out) == {"a", "b"}
-    assert out.read_bytes().endswith(b'"b"}\n')
+    row = {"record_id": "a", "source": "in.jsonl", "line": 1, "status": "ok", "error": None, "findings": []}
+    out.write_bytes(json.dumps(row).encode() + b'\n{"record_id": "b", "sou\x00\n'
+                    + json.dumps(dict(row, line=3)).encode() + b'\n{"record_')
+    assert completed_positions(out) == {"in.jsonl:1", "in.jsonl:3"}
+    assert out.read_bytes() == (json.dumps(row) + "\n" + json.dumps(dict(row, line=3)) + "\n").encode()
 
 
 def test_duplicate_ids_are_reported_not_merged(shipped_home, tmp_path):
     source, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     source.write_text(json.dumps(make_record(id="same")) + "\n" + json.dumps(make_record(id="same")) + "\n")
-    run_batch([source], out, shipped_home, show_progress=False)
+    summary = run_batch([source], out, shipped_home, show_progress=False)
     lines = read(out)
     assert [r["status"] for r in lines] == ["ok", "error"] and "duplicate record id" in lines[1]["error"]
+    assert [r["line"] for r in lines] == [1, 2] and "first at" in lines[1]["error"] and summary.duplicates == 1
+
+
+def test_a_repeated_id_after_a_restart_is_reported_not_dropped(shipped_home, tmp_path):
+    """The issue's 3,239 of 3,240: resume keyed on record ids skipped a later record whose id repeated an
+    earlier, already written one. Resume keys on the input position."""
+    source, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    ids = ["a", "b", "c", "a", "d"]
+    source.write_text("".join(json.dumps(make_record(id=i)) + "\n" for i in ids))
+    head = tmp_path / "head.jsonl"
+    head.write_text("".join(json.dumps(make_record(id=i)) + "\n" for i in ids[:3]))
+    run_batch([head], out, shipped_home, show_progress=False)
+    out.write_text(out.read_text().replace(str(head), str(source)))  # as if the first 3 lines of `source` ran
+    summary = run_batch([source], out, shipped_home, resume=True, show_progress=False)
+    lines = read(out)
+    assert summary.skipped == 3 and summary.records == 2 and len(lines) == 5
+    assert sorted(r["line"] for r in lines) == [1, 2, 3, 4, 5]
+    repeated = next(r for r in lines if r["line"] == 4)
+    assert repeated["status"] == "error" and "duplicate record id 'a'" in repeated["error"]
+    assert f"{source}:1" in repeated["error"]
+
+
+def test_one_bad_line_is_one_error_row_however_bad(shipped_home, tmp_path):
+    source, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    bad = [b"[" * 5000 + b"]" * 5000, b'{"id": "nan", "documents": NaN}', b"9" * 5000, b'{"id": "\\ud800"}',
+           b"\xff\xfe{}", b'{"id": "deep", "documents": ' + b"[" * 900 + b"]" * 900 + b"}"]
+    lines = [json.dumps(make_record(id="first")).encode()] + bad + [json.dumps(make_record(id="last")).encode()]
+    source.write_bytes(b"\n".join(lines) + b"\n")
+    summary = run_batch([source], out, shipped_home, show_progress=False)
+    rows = {r["line"]: r for r in read(out)}
+    assert sorted(rows) == list(range(1, len(lines) + 1)) and summary.errors == len(bad)
+    assert rows[1]["status"] == rows[len(lines)]["status"] == "ok"
+    assert "nested too deeply" in rows[2]["error"] and "NaN" in rows[3]["error"]
+    assert all(rows[n]["status"] == "error" and rows[n]["error"].startswith(f"{source}:{n}: ") for n in range(2, 8))
+
+
+def test_resume_refuses_results_of_other_inputs(shipped_home, tmp_path):
+    first, other, out = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "out.jsonl"
+    write_batch(first, 3)
+    write_batch(other, 3)
+    run_batch([first], out, shipped_home, show_progress=False)
+    with pytest.raises(BatchError, match="not among these inputs"):
+        run_batch([other], out, shipped_home, resume=True, show_progress=False)
+    assert len(read(out)) == 3
 
 
 def test_html_report(shipped_home, tmp_path):

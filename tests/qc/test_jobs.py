@@ -127,7 +127,9 @@ def test_a_crash_mid_write_is_resumed_without_loss_or_duplicates(store, runners,
     job = store.create("qc", io.BytesIO(data), max_bytes=1 << 20)
     head = tmp_path / "head.jsonl"
     head.write_bytes(b"\n".join(data.splitlines()[:7]) + b"\n")
-    run_batch([head], store.path(job.id, RESULTS), shipped_home, show_progress=False)
+    run_batch([head], store.path(job.id, RESULTS), shipped_home, show_progress=False, relative_to=tmp_path)
+    results = store.path(job.id, RESULTS)
+    results.write_text(results.read_text().replace('"head.jsonl"', f'"{INPUT}"'))  # as the job's own run writes
     with store.path(job.id, RESULTS).open("a") as handle:
         handle.write('{"record_id": "r00007", "status": "ok", "findi')
     store.update(job.id, status="running", started="2026-01-01T00:00:00+00:00", done=7)
@@ -166,3 +168,96 @@ def test_two_runners_on_one_instance_never_run_the_same_job(store, runners, capl
     wait_for(lambda: store.get(job.id).status == "done", timeout=120)
     ids = result_ids(store, job.id)
     assert len(ids) == len(set(ids)) == 600
+
+
+def test_a_deep_or_broken_line_is_one_error_row_and_the_job_completes(store, runners):
+    lines = [json.dumps(make_record(id="r0")), "[" * 5000 + "]" * 5000, '{"id": "x", "documents": NaN}',
+             json.dumps(make_record(id="r3"))]
+    job = store.create("qc", io.BytesIO(("\n".join(lines) + "\n").encode()), max_bytes=1 << 20)
+    runners(interval=0.05).start()
+    finished = wait_for(lambda: store.get(job.id).status in ("done", "failed") and store.get(job.id))
+    assert (finished.status, finished.done, finished.errors) == ("done", 4, 2)
+    rows = {json.loads(line)["line"]: json.loads(line) for line in store.path(job.id, RESULTS).read_text().splitlines()}
+    assert rows[2]["error"].startswith("input.jsonl:2: JSON nested too deeply")
+    assert str(store.root) not in store.path(job.id, RESULTS).read_text()  # no server path for the owner
+
+
+def test_a_repeated_id_across_a_restart_is_reported_and_the_job_covers_every_line(store, runners):
+    """The issue's 3,239 of 3,240: an id repeated after the restart point was skipped as done."""
+    ids = [f"r{i:05d}" for i in range(600)]
+    ids[500] = ids[3]
+    data = "".join(json.dumps(make_record(NOTE, id=i)) + "\n" for i in ids).encode()
+    job = store.create("qc", io.BytesIO(data), max_bytes=1 << 24)
+    runner = runners(interval=0.05)
+    runner.start()
+    wait_for(lambda: store.get(job.id).done >= 20)
+    runner.stop()
+    assert store.get(job.id).done < 500
+    runners(interval=0.05).start()
+    finished = wait_for(lambda: store.get(job.id).status == "done" and store.get(job.id))
+    rows = [json.loads(line) for line in store.path(job.id, RESULTS).read_text().splitlines()]
+    assert finished.done == finished.total == 600 and sorted(r["line"] for r in rows) == list(range(1, 601))
+    repeated = next(r for r in rows if r["line"] == 501)
+    assert repeated["status"] == "error" and "duplicate record id 'r00003' (first at input.jsonl:4)" in repeated["error"]
+    assert finished.errors == 1
+
+
+def test_a_job_is_done_only_when_every_line_is_answered_once(store, runners):
+    data = jsonl(5)
+    job = store.create("qc", io.BytesIO(data), max_bytes=1 << 20)
+    runner = runners(interval=0.05)
+    runner.start()
+    wait_for(lambda: store.get(job.id).status == "done")
+    runner.stop()
+    results = store.path(job.id, RESULTS)
+    first = results.read_text().splitlines()[0]
+    results.write_text(results.read_text() + first + "\n")  # one line answered twice
+    store.update(job.id, status="queued")
+    runners(interval=0.05).start()
+    failed = wait_for(lambda: store.get(job.id).status == "failed" and store.get(job.id))
+    assert "answered twice input.jsonl:1" in failed.error and str(store.root) not in failed.error
+
+
+@pytest.mark.parametrize("damage", [b"", b"{\"id\": ", b"\x00\x01garbage", b"[1, 2]"])
+def test_a_damaged_job_state_is_rebuilt_and_the_job_resumes(store, runners, damage):
+    job = store.create("qc", io.BytesIO(jsonl(30)), max_bytes=1 << 20)
+    store.update(job.id, status="running", done=12)
+    store.path(job.id, STATE).write_bytes(damage)
+    assert [j.id for j in store.list()] == [job.id]  # the list does not fail on it
+    rebuilt = store.get(job.id)
+    assert (rebuilt.owner, rebuilt.status, rebuilt.total) == ("qc", "queued", 30)
+    assert runners(interval=0.05).start() == [job.id]
+    finished = wait_for(lambda: store.get(job.id).status == "done" and store.get(job.id))
+    assert finished.done == 30 and len(result_ids(store, job.id)) == 30
+
+
+def test_a_job_whose_state_cannot_be_rebuilt_is_failed_not_fatal(store):
+    job = store.create("qc", io.BytesIO(jsonl(3)), max_bytes=1 << 20)
+    store.path(job.id, STATE).write_bytes(b"{")
+    store.path(job.id, "upload.json").unlink()
+    damaged = store.get(job.id)
+    assert damaged.status == "failed" and "damaged" in damaged.error and damaged.owner == ""
+    assert store.unfinished() == []
+
+
+def test_a_full_disk_pauses_the_job_until_there_is_space(store, runners, monkeypatch):
+    import errno
+
+    from copilot.qc import jobs
+
+    real, calls = jobs.run_batch, []
+
+    def full_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(jobs, "run_batch", full_once)
+    monkeypatch.setattr(jobs, "DISK_RETRY_S", 0.3)
+    job = store.create("qc", io.BytesIO(jsonl(4)), max_bytes=1 << 20)
+    runners(interval=0.05).start()
+    paused = wait_for(lambda: store.get(job.id).error and store.get(job.id))
+    assert paused.status in ("queued", "running") and "disk is full" in paused.error
+    finished = wait_for(lambda: store.get(job.id).status == "done" and store.get(job.id))
+    assert finished.done == 4 and finished.error is None and len(calls) == 2

@@ -569,7 +569,7 @@ def test_jsonl_with_a_fhir_bundle_line_and_a_project_json_line(tmp_path):
     loaded = list(iter_records([path]))
 
     assert [(item.key, item.error) for item in loaded] == [("adm-2024-0311", None), ("proj-7", None)]
-    assert loaded[0].origin == f"{path}:1" and loaded[0].record.origin == f"{path}:1"
+    assert loaded[0].position == f"{path}:1" and loaded[0].record.origin == f"{path}:1"
     assert loaded[0].record.medications[0].name == "Amoxicillin 500 mg capsule"
     assert loaded[1].record.patient.sex == "female"
 

@@ -31,6 +31,7 @@ def test_health_without_a_model_is_503(tmp_path):
     response = app.test_client().get("/health")
     assert response.status_code == 503
     assert "copilot model prepare" in response.get_json()["error"]
+    assert str(tmp_path) not in response.get_data(as_text=True)  # /health answers anyone: no server paths
     token = app.extensions["copilot.users"].add("doc", "clinician")
     assert app.test_client().post("/api/generate", json={"prompt": "x"},
                                   headers={"Authorization": f"Bearer {token}"}).status_code == 503
@@ -58,7 +59,7 @@ def test_generate_without_streaming(client):
 
 
 @pytest.mark.parametrize("payload, message", [
-    ("not json", "JSON object"),
+    ("not json", "malformed JSON"),
     ([1, 2], "JSON object"),
     ({"prompt": "x", "evil": 1}, "unknown fields"),
     ({"prompt": ""}, "non-empty"),

@@ -174,7 +174,7 @@ def test_missing_required_prefetch_is_412(cds, app, auth):
                                        "issue": [{"severity": "error", "code": "timeout"}]}
     assert cds.post(SAFETY, json=failed, headers=auth("clinician")).status_code == 412
     entries = list(app.extensions["copilot.audit"].entries())
-    assert [(e.outcome, e.patient_ref) for e in entries] == [("error", "Patient/pat-1042")] * 2
+    assert [(e.outcome, e.patient_ref) for e in entries] == [("invalid", "Patient/pat-1042")] * 2
 
 
 @pytest.mark.parametrize("change, status, message", [
@@ -227,3 +227,45 @@ def test_note_text_cannot_inject_markup_into_cards(cds, auth):
     assert "<script" not in html and "<img" not in html and "evil.example\"" not in html
     assert [href for href in html.split('href="')[1:] if not href.startswith("https://www.jointcommission.org")] == []
     assert "QD" in html and "lisinopril" in html
+
+
+def first_medication(data: dict) -> dict:
+    return data["prefetch"]["medications"]["entry"][0]["resource"]
+
+
+def with_patient_entry(data: dict, patient_id: str, full_url: str) -> dict:
+    data["prefetch"]["medications"]["entry"].append(
+        {"fullUrl": full_url, "resource": {"resourceType": "Patient", "id": patient_id}, "search": {"mode": "include"}})
+    return data
+
+
+@pytest.mark.parametrize("subject, extra, message", [
+    ({"reference": "urn:uuid:5c5d7a2e-7b0b-4a8a-9d4e-0e6a1c7f2b11"}, None, "cannot be checked"),  # the issue's escape
+    ({"reference": "urn:uuid:9f3e"}, ("pat-2077", "urn:uuid:9f3e"), "not Patient/pat-1042"),
+    ({"reference": "#p1"}, None, "cannot be checked"),
+    ({"identifier": {"system": "urn:oid:2.16.840.1.113883.19.5", "value": "MRN2077"}}, None, "cannot be checked"),
+    ({"reference": "Group/ward-7"}, None, "cannot be checked"),
+    ({"reference": "https://other-hospital.example/fhir/Patient/pat-1042"}, None, "cannot be checked"),
+    ({"reference": "Patient/pat-2077/_history/3"}, None, "belongs to another patient"),
+    ("Patient/pat-1042", None, "cannot be checked"),
+])
+def test_every_reference_form_is_checked_for_the_same_patient(cds, auth, subject, extra, message):
+    data = request_data("cds_order_sign_allergy")
+    first_medication(data)["subject"] = subject
+    if extra:
+        with_patient_entry(data, *extra)
+    response = cds.post(SAFETY, json=data, headers=auth("clinician"))
+    assert response.status_code == 400 and message in response.get_json()["error"], response.get_json()
+
+
+@pytest.mark.parametrize("subject, extra", [
+    ({"reference": "urn:uuid:0b7c"}, ("pat-1042", "urn:uuid:0b7c")),
+    ({"reference": "https://ehr.example.org/fhir/Patient/pat-1042/_history/2"}, None),  # fhirServer's own
+    ({"reference": "Patient/pat-1042", "display": "Chen, Wei"}, None),
+])
+def test_references_that_resolve_to_the_patient_in_context_are_accepted(cds, auth, subject, extra):
+    data = request_data("cds_order_sign_allergy")
+    first_medication(data)["subject"] = subject
+    if extra:
+        with_patient_entry(data, *extra)
+    assert cds.post(SAFETY, json=data, headers=auth("clinician")).status_code == 200

@@ -32,7 +32,7 @@ def test_draft_streams_and_is_audited(app, client, auth):
     ({"json": {"record": {"id": "r", "patient": {"age": "old"}}}}, 400, "record"),
     ({"json": {"transcript": "x", "patient_ref": "<script>"}}, 400, "patient_ref"),
     ({"json": {"transcript": "x", "max_new_tokens": 10**6}}, 400, "max_new_tokens"),
-    ({"data": "{", "content_type": "application/json"}, 400, "not valid JSON"),
+    ({"data": "{", "content_type": "application/json"}, 400, "malformed JSON"),
     ({"data": "hello", "content_type": "text/plain"}, 415, "application/json"),
     ({"json": {"transcript": "x" * 200_001}}, 400, "longer than"),
 ])
@@ -74,4 +74,5 @@ def test_no_knowledge_base_is_a_clear_503(fake_engine, tmp_path):
     for path, body in (("/api/draft", {"transcript": TRANSCRIPT}), ("/api/qc", {"text": "Chief complaint: cough."})):
         response = client.post(path, json=body, headers=headers)
         assert response.status_code == 503 and "copilot knowledge build" in response.get_json()["error"]
+        assert str(tmp_path) not in response.get_json()["error"]
     app.extensions["copilot.qc_jobs"].stop()

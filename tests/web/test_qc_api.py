@@ -136,7 +136,7 @@ def test_malformed_bodies_are_400_naming_the_problem(api, qc_app, auth, body, me
     assert response.status_code == 400
     assert message.lower() in response.get_json()["error"].lower()
     [entry] = audit_entries(qc_app)
-    assert entry.outcome == "error" and entry.input_hash == hash_payload(body)
+    assert entry.outcome == "invalid" and entry.input_hash == hash_payload(body)
 
 
 def test_an_oversized_body_is_413_json(api, auth):

@@ -73,6 +73,9 @@ def test_job_lifecycle_from_upload_to_both_reports(api, jobs_app, auth):
     assert "script-src 'sha256-" in csp and "unsafe-inline" not in csp and "default-src 'none'" in csp
     again = api.get(job["links"]["report_html"], headers=headers)
     assert again.data == html.data  # rendered once, then served from disk
+    for report in (html, jsonl_report):  # the owner never sees where the server keeps things; nothing cached
+        assert report.headers["Cache-Control"] == "no-store"
+        assert jobs_app.instance_path.encode() not in report.data and b"/qc/jobs/" not in report.data
 
     log = jobs_app.extensions["copilot.audit"]
     entries = list(log.entries())
@@ -113,6 +116,22 @@ def test_roles_and_bad_uploads(api, jobs_app, auth):
     big = api.post("/api/qc/jobs", data=jsonl(20), content_type=NDJSON, headers=auth("qc_staff"))
     assert big.status_code == 413 and "error" in big.get_json()
     assert list((Path(jobs_app.instance_path) / "qc" / "jobs").iterdir()) == []
+
+
+def test_an_upload_to_a_full_disk_is_507_and_audited(api, jobs_app, auth, monkeypatch):
+    import errno
+
+    from copilot.qc.jobs import JobStore
+
+    def full(self, owner, stream, max_bytes):
+        raise OSError(errno.ENOSPC, "No space left on device", "/srv/instance/qc/jobs/x/input.jsonl")
+
+    monkeypatch.setattr(JobStore, "create", full)
+    response = api.post("/api/qc/jobs", data=jsonl(2), content_type=NDJSON, headers=auth("qc_staff"))
+    assert response.status_code == 507 and "disk is full" in response.get_json()["error"]
+    assert b"/srv/instance" not in response.data
+    [entry] = jobs_app.extensions["copilot.audit"].entries()
+    assert (entry.action, entry.outcome) == ("qc:job-submit", "error")
 
 
 def test_only_the_owner_or_an_admin_sees_a_job(api, jobs_app, auth):
