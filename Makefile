@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run setup test test-fast browser load chaos bench bench-quick retrieval-eval peer lock clean help
+.PHONY: run setup test test-fast browser postgres load chaos bench bench-quick retrieval-eval office-eval office-bench peer lock clean help
 
 help:
 	@echo "make run    - set up everything (venv, embedded model, OpenVINO INT8 export) and serve on $(HOST):$(PORT)"
@@ -17,6 +17,8 @@ help:
 	@echo "make chaos  - kills mid-job, mid-append and mid-draft, closed sockets, a full disk; then restarts and counts"
 	@echo "make bench-quick / bench - tokens/s benchmark (PyTorch vs OpenVINO), results in benchmarks/results/"
 	@echo "make retrieval-eval - recall@5 / MRR / latency of knowledge retrieval on the labeled queries"
+	@echo "make office-eval - single-disease indicators and VTE scores vs 34 hand-computed charts"
+	@echo "make office-bench - findings queue with 100,000 findings: filter and page p95"
 	@echo "make peer   - build llama-cpp-python (~6 min) for the benchmark's llama.cpp peer"
 	@echo "make lock   - re-resolve requirements.lock (maintainers only)"
 
@@ -37,18 +39,28 @@ setup: $(STAMP)
 run: setup
 	$(COPILOT) serve --host $(HOST) --port $(PORT)
 
-# The browser tests drive Debian's chromium through Playwright (no browser download).
+# The browser tests drive Debian's chromium through Playwright (no browser download); a CJK font lets the
+# screenshots of Chinese notes show characters rather than boxes.
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing Debian's chromium for the browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@fc-list :lang=zh 2>/dev/null | grep -q . || { \
+	  echo "installing a Chinese font for the browser screenshots"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-microhei >/dev/null; }
 
-test: $(STAMP) browser
+# The store tests also run on PostgreSQL: Debian's server, started by a test fixture on a unix socket.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
+	  echo "installing Debian's postgresql for the database tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
+test: $(STAMP) browser postgres
 	$(PY) -m pytest
 
 # The unmarked subset: what a change to rules, records, web or drafting logic needs, in under a minute.
 test-fast: $(STAMP)
-	$(PY) -m pytest -n 2 -m "not embedded and not export and not browser"
+	$(PY) -m pytest -n 2 -m "not embedded and not export and not browser and not postgres"
 
 # 20 clients for 2 minutes (80% QC, 20% drafts) against a scratch instance; see benchmarks/load_test.py
 load: setup
@@ -66,6 +78,14 @@ bench: $(STAMP)
 
 retrieval-eval: setup
 	$(PY) benchmarks/retrieval_eval.py
+
+# Single-disease indicators and VTE scores vs the 34 hand-computed charts (benchmarks/data/OFFICE_DEVSET.md)
+office-eval: $(STAMP)
+	$(PY) benchmarks/office_eval.py --markdown benchmarks/data/OFFICE_DEVSET.md
+
+# The findings queue with 100,000 findings: filter and page latency (p50/p95) on SQLite
+office-bench: $(STAMP)
+	$(PY) benchmarks/office_queue.py --findings 100000
 
 peer: $(STAMP)
 	$(PY) -m pip install --disable-pip-version-check -c constraints.txt "llama-cpp-python>=0.3"

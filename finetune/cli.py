@@ -106,7 +106,25 @@ def register(commands) -> None:
         for add in adders:
             add(action)
         action.set_defaults(func=main_action)
+    reviews = actions.add_parser(
+        "reviews", help="the QC office's reviewed findings, de-identified, as JSON Lines",
+        description="Export every reviewed QC finding (confirmed, or dismissed with its reason) from the instance "
+                    "database: ids pseudonymised, people, departments and dates left out, free text through the "
+                    "de-identification gate (examples with PHI left after scrubbing are refused).")
+    reviews.add_argument("--out", type=Path, required=True, help="JSON Lines file to write")
+    reviews.add_argument("--limit", type=int, default=100_000, help="at most this many reviews (default 100000)")
+    reviews.set_defaults(func=reviews_action)
     command.set_defaults(user_errors=(FinetuneCommandError,))
+
+
+def reviews_action(args) -> int:
+    from finetune.reviews import export_reviews
+
+    report = export_reviews(args.settings, args.out, limit=args.limit)
+    _say(f"{report['written']} reviews written to {report['out']} ({report['confirmed']} confirmed, "
+         f"{report['dismissed']} dismissed); {report['refused']} refused by the de-identification gate; "
+         f"PHI replaced: {report['phi_replaced'] or 'none'}")
+    return 0
 
 
 def _say(line: str) -> None:

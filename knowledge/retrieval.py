@@ -100,6 +100,8 @@ def render(item: Item, aliases: dict[str, list[str]] | None = None) -> str:
         return f"{item.name} ({', '.join(item.names_zh)}) required sections: {sections}"
     if kind == "time_limit":
         return f"Time limit ({item.jurisdiction}) for {item.document_type.replace('_', ' ')}: {item.hours:g} hours. {item.text}"
+    if hasattr(item, "index_text"):  # kinds that say how they read in the index
+        return item.index_text()
     raise ValueError(f"cannot render kind {kind!r}")
 
 

@@ -183,7 +183,145 @@ class Passage(Item):
         return text
 
 
+class Terms(Strict):
+    """How a concept shows in a record: words in English and Chinese notes, and ICD-10 code prefixes
+    (``I21`` matches I21.0-I21.9) of structured diagnoses."""
+    en: list[str] = []
+    zh: list[str] = []
+    codes: list[str] = []
+
+    def empty(self) -> bool:
+        return not (self.en or self.zh or self.codes)
+
+    def words(self) -> str:
+        return ", ".join(self.en[:4] + self.zh[:4] + self.codes[:4])
+
+
+class Threshold(Strict):
+    """A measurement that makes a concept true: one of ``names`` (observation names, or words in the
+    note followed by the number) with a value above/at least/below the limit."""
+    names: list[str] = Field(min_length=1)
+    above: float | None = None
+    at_least: float | None = None
+    below: float | None = None
+
+    @model_validator(mode="after")
+    def _one_limit(self):
+        if sum(x is not None for x in (self.above, self.at_least, self.below)) != 1:
+            raise ValueError("a threshold needs exactly one of above, at_least, below")
+        return self
+
+
+class Disease(Item):
+    """A disease or state a QC indicator or risk factor is about, as the record shows it."""
+    name: str
+    name_zh: str
+    terms: Terms = Terms()
+    threshold: Threshold | None = None
+
+    @model_validator(mode="after")
+    def _recognisable(self):
+        if self.terms.empty() and self.threshold is None:
+            raise ValueError("a disease needs terms or a threshold to be recognised")
+        return self
+
+    def index_text(self) -> str:
+        return f"{self.name} ({self.name_zh}): {self.terms.words()}"
+
+
+class TimedProcedure(Strict):
+    terms: Terms
+    within_minutes: int = Field(gt=0)
+    name: str
+
+
+class QualityIndicator(Item):
+    """A single-disease (单病种) or VTE quality indicator: which patients it applies to, what must be
+    documented or done (and by when), and what documented contraindication excuses it."""
+    disease: str  # a disease id without its prefix, or "inpatient" (every inpatient stay)
+    name: str
+    name_zh: str
+    measure: Literal["given", "discharge_prescription", "documented", "reperfusion", "screen_before_oral"]
+    drugs: list[str] = []  # generic names (knowledge drugs)
+    classes: list[str] = []  # drug class ids
+    terms: Terms = Terms()  # words that show it was done (an assessment, a non-drug measure)
+    within_hours: float | None = Field(None, gt=0)  # of admission (arrival)
+    alternatives: list[TimedProcedure] = []  # reperfusion: any one of these, in time
+    applies_when: list[str] = []  # disease ids that must also be present, or: discharged, vte_high_risk
+    contraindications: Terms = Terms()
+    allergy_contraindicates: bool = True  # an allergy to the drugs (or their classes) excuses it
+
+    @model_validator(mode="after")
+    def _measurable(self):
+        if self.measure in ("given", "discharge_prescription") and not (self.drugs or self.classes or self.terms.en
+                                                                        or self.terms.zh):
+            raise ValueError(f"measure {self.measure} needs drugs, classes or terms")
+        if self.measure in ("documented", "screen_before_oral") and self.terms.empty():
+            raise ValueError(f"measure {self.measure} needs terms")
+        if self.measure == "reperfusion" and not self.alternatives:
+            raise ValueError("measure reperfusion needs alternatives")
+        return self
+
+    def index_text(self) -> str:
+        return f"Quality indicator for {self.disease.replace('_', ' ')}: {self.name} ({self.name_zh})."
+
+
+class RiskFactor(Strict):
+    id: str = Field(pattern=r"^[a-z0-9_]+$")
+    name: str
+    name_zh: str
+    points: int = Field(ge=1, le=10)
+    group: str | None = None  # only the highest-scoring factor of a group counts
+    terms: Terms = Terms()
+    family: bool = False  # found only in the family history
+    age_min: int | None = None
+    age_max: int | None = None
+    sex: Literal["female", "male"] | None = None
+    threshold: Threshold | None = None
+    procedure: Terms | None = None  # a structured procedure with one of these names
+    min_minutes: int | None = None  # ... lasting longer than this
+    max_minutes: int | None = None  # ... or at most this long
+
+    @model_validator(mode="after")
+    def _detectable(self):
+        if self.terms.empty() and self.age_min is None and self.threshold is None and self.procedure is None:
+            raise ValueError(f"risk factor {self.id} needs terms, an age range, a threshold or a procedure")
+        return self
+
+
+class RiskBand(Strict):
+    name: Literal["very_low", "low", "moderate", "high"]
+    name_zh: str
+    min_score: int = Field(ge=0)
+
+
+class RiskModel(Item):
+    """A VTE risk assessment model (Caprini for surgical, Padua for medical inpatients)."""
+    name: str
+    name_zh: str
+    population: Literal["surgical", "medical"]
+    population_terms: Terms = Terms()  # procedures that make a stay surgical
+    factors: list[RiskFactor] = Field(min_length=1)
+    bands: list[RiskBand] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _bands(self):
+        if min(b.min_score for b in self.bands) != 0:
+            raise ValueError("the lowest risk band must start at 0")
+        if len({f.id for f in self.factors}) != len(self.factors):
+            raise ValueError("factor ids must be unique")
+        return self
+
+    def index_text(self) -> str:
+        return (f"{self.name} ({self.name_zh}) VTE risk score for {self.population} inpatients: "
+                + "; ".join(f"{f.name} {f.points}" for f in self.factors[:30]))
+
+
+PREFIXES["quality_indicator"] = ("qi",)
+PREFIXES["risk_model"] = ("risk_model",)
+
 MODELS: dict[str, type[Item]] = {
     "drug": Drug, "drug_class": DrugClass, "interaction": Interaction, "abbreviation": Abbreviation,
     "note_type": NoteType, "time_limit": TimeLimit, "passage": Passage,
+    "disease": Disease, "quality_indicator": QualityIndicator, "risk_model": RiskModel,
 }

@@ -21,6 +21,7 @@ TEST_HOME = Path(os.environ.get("COPILOT_TEST_HOME", REPO / ".cache" / "test-hom
 MARKED_FIXTURES = {
     "embedded": {"embedded_model", "embedded_engine", "embedded_settings", "embedded_app"},
     "export": {"tiny_model", "finetune_settings", "tiny_run", "trained_run", "exported_run"},
+    "postgres": {"postgres_server"},
 }
 
 
@@ -219,3 +220,69 @@ def paced_records(monkeypatch):
         return check(loaded)
 
     monkeypatch.setattr(batch, "_check", paced)
+
+
+# -- databases: SQLite always, PostgreSQL where the tests ask for it (marked `postgres`) ---------------
+
+def _postgres_program(name: str) -> str | None:
+    import glob
+    import shutil
+
+    return shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throwaway PostgreSQL server (Debian's postgresql, which `make test` installs) on a unix socket in a
+    temporary folder, no TCP port; yields a function that creates an empty database and returns its URL.
+    It fails, never skips, when the server cannot start: a store test that silently did not run on
+    PostgreSQL would prove nothing."""
+    import shutil
+    import subprocess
+    import tempfile
+    import uuid
+
+    initdb, pg_ctl = _postgres_program("initdb"), _postgres_program("pg_ctl")
+    if not initdb or not pg_ctl:
+        pytest.fail("PostgreSQL is not installed (no initdb/pg_ctl): run `make postgres` (apt-get install postgresql), "
+                    "or deselect the PostgreSQL tests with -m 'not postgres'")
+    root = Path(tempfile.mkdtemp(prefix="copilot-pg-"))
+    root.chmod(0o755)
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root: run the server as the postgres user
+        shutil.chown(root, "postgres", "postgres")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    data, socket_dir, log = root / "data", root / "socket", root / "server.log"
+
+    def run(*command):
+        done = subprocess.run(prefix + [str(c) for c in command], capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            pytest.fail(f"PostgreSQL did not start: {' '.join(map(str, command))}: {done.stderr.strip()[-800:]}"
+                        + (f"\n{log.read_text()[-800:]}" if log.is_file() else ""))
+
+    run(initdb, "-D", data, "--auth=trust", "-U", "postgres", "--encoding=UTF8", "--no-locale")
+    run("mkdir", socket_dir)
+    run(pg_ctl, "-D", data, "-w", "-t", "60", "-l", log, "-o",
+        f"-k {socket_dir} -c listen_addresses='' -c fsync=off -c synchronous_commit=off", "start")
+    import psycopg
+
+    def create() -> str:
+        name = "copilot_" + uuid.uuid4().hex[:12]
+        with psycopg.connect(host=str(socket_dir), user="postgres", dbname="postgres", autocommit=True) as admin:
+            admin.execute(f"CREATE DATABASE {name}")
+        return f"postgresql+psycopg://postgres@/{name}?host={socket_dir}"
+
+    try:
+        yield create
+    finally:
+        subprocess.run(prefix + [str(pg_ctl), "-D", str(data), "-m", "immediate", "stop"], capture_output=True,
+                       timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path):
+    """An empty instance database: a SQLite file, and (marked `postgres`) a PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'copilot.db'}"
+    return request.getfixturevalue("postgres_server")()

@@ -166,3 +166,37 @@ def order_cards(pairs: list[tuple[dict, list[DraftOrder]]], orders: list[DraftOr
                     "by the usual means.",
                     card_source([], catalogue, ("medication_safety", "medication safety"))))
     return _ordered(cards)
+
+
+def vte_cards(assessment, indicators: dict, catalogue: Catalogue) -> list[dict]:
+    """patient-view: one card with the VTE risk score, its factors and their evidence. A warning when the
+    risk is high and neither prophylaxis nor a contraindication is documented; info otherwise.
+
+    ``assessment``: a copilot.qc.vte_risk.VTEAssessment; ``indicators``: the prophylaxis indicator's
+    result ({"status", "reason"}) and whether prophylaxis is documented ({"prophylaxis": bool})."""
+    model, band = assessment.model, assessment.band
+    risk = band.name.replace("_", " ")
+    unprotected = assessment.high_risk and not indicators.get("prophylaxis") and \
+        indicators.get("status") != "contraindicated"
+    if unprotected:
+        head = f"VTE risk high ({model.name} {assessment.score}): no prophylaxis or contraindication documented"
+    elif assessment.high_risk:
+        head = (f"VTE risk high ({model.name} {assessment.score}): "
+                + ("prophylaxis documented" if indicators.get("prophylaxis") else "contraindication documented"))
+    else:
+        head = f"VTE risk {risk} ({model.name} {assessment.score})"
+    lines = [f"**{md(model.name)} ({md(model.name_zh)}): {assessment.score} — {md(risk)} risk ({md(band.name_zh)})**", ""]
+    for hit in assessment.factors:
+        evidence = hit.evidence
+        where = md(evidence.where)
+        lines.append(f"- {md(hit.factor.name)} ({md(hit.factor.name_zh)}): **+{hit.factor.points}** — {where}: "
+                     f"{code(evidence.text)}")
+    if not assessment.factors:
+        lines.append("- No risk factor found in the record.")
+    if indicators.get("reason") and assessment.high_risk:
+        lines += ["", f"Prophylaxis: {md(indicators['reason'])}"]
+    source = {"label": model.source.title, "topic": {"system": catalogue.card_source.topic_system,
+                                                      "code": "vte-risk", "display": "VTE risk"}}
+    if model.source.url.startswith(("https://", "http://")):
+        source["url"] = model.source.url
+    return [_card(head, "warning" if unprotected else "info", "\n".join(lines), source)]

@@ -25,7 +25,7 @@ class Strict(BaseModel):
 
 
 class Behaviour(Strict):
-    mode: Literal["record_summary", "draft_orders"]
+    mode: Literal["record_summary", "draft_orders", "vte_risk"]
     categories: list[str] = list(CATEGORIES)
     required_prefetch: list[str] = []
     required_context: list[str] = []

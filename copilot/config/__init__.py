@@ -115,6 +115,17 @@ class Settings(BaseSettings):
     qc_jurisdiction: Literal["CN", "US"] = Field("CN", description="Whose documentation time limits QC applies: "
                                                  "CN (《病历书写基本规范》) or US (42 CFR 482).")
 
+    qc_precision_floor: float = Field(0.7, ge=0, le=1, description="A QC rule whose reviewed findings are "
+                                      "confirmed less often than this (confirmed / (confirmed + dismissed)) is "
+                                      "flagged for retuning.")
+    qc_precision_min_reviews: int = Field(20, ge=1, description="Reviews (confirmations plus dismissals) a rule "
+                                          "needs before its precision can flag it.")
+
+    # The instance database (QC office: findings as work items, their history, scores)
+    database_url: SecretStr | None = Field(None, description="SQLAlchemy URL of the instance database, e.g. "
+                                           "postgresql+psycopg://user:pass@host/copilot (default: a SQLite file, "
+                                           "HOME/copilot.db); migrations are applied at start-up.")
+
     # Fine-tuning
     deid_key: SecretStr | None = Field(None, description="Secret that keys de-identification surrogates "
                                        "(default: HOME/deid.key, 32 random bytes created on first use, mode 0600).")
@@ -147,11 +158,11 @@ class Settings(BaseSettings):
             raise ValueError(f"not a rate limit such as '10 per 15 minutes': {exc}") from None
         return value
 
-    @field_validator("deid_key", mode="after")
+    @field_validator("deid_key", "database_url", mode="after")
     @classmethod
     def _not_empty(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not value.get_secret_value().strip():
-            raise ValueError("COPILOT_DEID_KEY is set but empty; unset it to use HOME/deid.key")
+            raise ValueError("the variable is set but empty; unset it to use the default")
         return value
 
     # -- derived paths: everything under HOME ---------------------------------------------------
@@ -206,6 +217,13 @@ class Settings(BaseSettings):
     def audit_anchor_path(self) -> Path:
         """The external copy of the audit head anchor (outside HOME/audit)."""
         return self.under_home(self.audit_anchor) or self.home / "audit.anchor"
+
+    @property
+    def database(self) -> str:
+        """The effective database URL (a secret: it may hold a password)."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{self.home / 'copilot.db'}"
 
     @property
     def qc_jobs_dir(self) -> Path:
@@ -268,7 +286,8 @@ class Settings(BaseSettings):
         unset = {"knowledge_home": f"(unset: {self.home})", "datasets": f"(unset: {self.datasets_dir})",
                  "model_dir": f"(unset: {self.export_dir()})", "log_file": "(unset: stderr only)",
                  "audit_anchor": f"(unset: {self.audit_anchor_path})",
-                 "deid_key": f"(unset: {self.deid_key_file})"}
+                 "deid_key": f"(unset: {self.deid_key_file})",
+                 "database_url": f"(unset: sqlite:///{self.home / 'copilot.db'})"}
         rows = []
         for row in self.variables():
             value = getattr(self, row["field"])

@@ -270,6 +270,7 @@ class JobRunner:
         self._stop = threading.Event()
         self._cancelled: set[str] = set()
         self._thread: threading.Thread | None = None
+        self.on_done = None  # called with each job that finishes (the QC office files its results)
 
     def start(self) -> list[str]:
         """Start the thread, first re-queueing the jobs a previous process left unfinished."""
@@ -330,8 +331,13 @@ class JobRunner:
             problem = _coverage(self.store.folder(job.id))
             if problem is None:
                 done, errors = _Progress(self.store.path(job.id, RESULTS)).read()
-                self.store.update(job.id, status="done", done=done, errors=errors, rate=None, finished=now(),
-                                  **_digest(self.store.path(job.id, RESULTS)))
+                finished = self.store.update(job.id, status="done", done=done, errors=errors, rate=None,
+                                             finished=now(), **_digest(self.store.path(job.id, RESULTS)))
+                if self.on_done is not None:
+                    try:
+                        self.on_done(finished)
+                    except Exception:  # the job is done either way; the hook's owner retries at start-up
+                        log.exception("QC job %s: on_done hook failed", job.id)
                 return
             log.warning("QC job %s: %s (run %d of %d)", job.id, problem, attempt, RUN_ATTEMPTS)
         self.store.update(job.id, status="failed", rate=None, finished=now(), error=problem)

@@ -18,7 +18,8 @@ from copilot.records.model import Document, Record
 from knowledge.graph import KnowledgeGraph
 from knowledge.schema import Item
 
-CATEGORIES = ("completeness", "timeliness", "consistency", "medication_safety", "documentation", "coding")
+CATEGORIES = ("completeness", "timeliness", "consistency", "medication_safety", "documentation", "coding",
+              "single_disease", "vte")
 SEVERITIES = ("critical", "major", "minor")
 
 

@@ -23,18 +23,20 @@ def summarize(lines) -> dict:
     records = errors = 0
     by_category = {c: Counter() for c in CATEGORIES}
     by_rule: Counter = Counter()
-    findings, failed = [], []
+    findings, failed, clean = [], [], []
     for result in lines:
         records += 1
         if result["status"] == "error":
             errors += 1
             failed.append(result)
+        elif not result["findings"]:
+            clean.append(result["record_id"])
         for finding in result["findings"]:
             by_category.setdefault(finding["category"], Counter())[finding["severity"]] += 1
             by_rule[(finding["rule_id"], finding["category"], finding["severity"])] += 1
             findings.append(finding)
     return {"records": records, "errors": errors, "by_category": by_category, "by_rule": by_rule.most_common(),
-            "findings": findings, "failed": failed}
+            "findings": findings, "failed": failed, "clean": clean}
 
 
 def bar_chart(by_category: dict) -> dict:

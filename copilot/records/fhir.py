@@ -32,6 +32,7 @@ DOCUMENT_TYPE_BY_LOINC = {
     "18842-5": "discharge_summary",
     "11504-8": "operative_note",
 }
+ATTENDING_TYPES = frozenset({"ATND", "PPRF"})  # v3 ParticipationType: attender, primary performer
 ENCOUNTER_TYPE_BY_CLASS = {"IMP": "inpatient", "ACUTE": "inpatient", "NONAC": "inpatient", "EMER": "emergency"}
 # A medication that was never given, or an entry recorded by mistake, is not on the patient's list.
 SKIPPED_MEDICATION_STATUSES = frozenset({"entered-in-error", "cancelled", "not-taken"})
@@ -229,7 +230,35 @@ def _encounter(resources: _Resources) -> Encounter:
     period = resource.period
     return Encounter(type=ENCOUNTER_TYPE_BY_CLASS.get(code, "outpatient"),
                      admitted_at=_datetime(period.start) if period else None,
-                     discharged_at=_datetime(period.end) if period else None)
+                     discharged_at=_datetime(period.end) if period else None,
+                     department=_reference_name(resource.serviceProvider),
+                     attending=_attending(resource))
+
+
+def _reference_name(reference: Resource | None) -> str | None:
+    """Who a Reference names, as the QC office files it: the identifier's value, else the id in
+    ``Type/id``, else the display text."""
+    if reference is None:
+        return None
+    if reference.identifier is not None and reference.identifier.value:
+        return reference.identifier.value.strip()[:100]
+    if reference.reference and "/" in reference.reference and not reference.reference.startswith("#"):
+        return reference.reference.rstrip("/").split("/")[-1][:100]
+    return reference.display.strip()[:100] if reference.display and reference.display.strip() else None
+
+
+def _attending(encounter: Resource) -> str | None:
+    """The responsible doctor: the participant typed attender (ATND), else primary performer (PPRF)."""
+    by_type = {}
+    for participant in encounter.participant or []:
+        for kind in participant.type or []:
+            for code in _codes(kind) & ATTENDING_TYPES:
+                by_type.setdefault(code, participant.individual)
+    for code in ("ATND", "PPRF"):
+        name = _reference_name(by_type.get(code))
+        if name:
+            return name
+    return None
 
 
 def _allergies(resources: _Resources) -> list[str]:

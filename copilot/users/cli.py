@@ -12,14 +12,22 @@ def _store(args) -> UserStore:
 
 
 def cmd_add(args) -> int:
-    token = _store(args).add(args.name, args.role)
-    print(f"created {args.name} ({args.role}). API token, shown once (store it now):\n{token}")
+    token = _store(args).add(args.name, args.role, department=args.department)
+    where = f", {args.department}" if args.department else ""
+    print(f"created {args.name} ({args.role}{where}). API token, shown once (store it now):\n{token}")
     return 0
 
 
 def cmd_list(args) -> int:
     for user in _store(args).list():
-        print(f"{user.name}\t{user.role}\t{'disabled' if user.disabled else 'active'}\t{user.created}")
+        print(f"{user.name}\t{user.role}\t{'disabled' if user.disabled else 'active'}\t{user.created}"
+              f"\t{user.department or '-'}")
+    return 0
+
+
+def cmd_department(args) -> int:
+    _store(args).set_department(args.name, args.department)
+    print(f"{args.name}: department {args.department or '(none)'}")
     return 0
 
 
@@ -52,14 +60,21 @@ def cmd_disable(args) -> int:
 def register(commands) -> None:
     users = commands.add_parser("users", help="people and service accounts: roles, API tokens, sidebar passwords",
                                 description="Users of the sidebar and API, stored under COPILOT_HOME/users.db. "
-                                            "Roles: clinician (drafting, QC of one record, CDS Hooks), qc_staff "
-                                            "(QC, batch jobs), admin (everything, including the audit log). "
+                                            "Roles: clinician (drafting, QC of one record, CDS Hooks), doctor (the "
+                                            "QC office findings of their own records), dept_qc (their department's "
+                                            "findings; needs --department), qc_staff (QC, batch jobs, the whole "
+                                            "hospital's findings), admin (everything, including the audit log). "
                                             "Tokens are shown once and stored hashed.")
     actions = users.add_subparsers(dest="action", metavar="ACTION")
     add = actions.add_parser("add", help="create a user and print their API token once")
     add.add_argument("name")
     add.add_argument("--role", choices=ROLES, required=True)
+    add.add_argument("--department", help="the department (科室) of a doctor or dept_qc user, as records name it")
     add.set_defaults(func=cmd_add)
+    department = actions.add_parser("department", help="set (or, without DEPARTMENT, clear) a user's department")
+    department.add_argument("name")
+    department.add_argument("department", nargs="?")
+    department.set_defaults(func=cmd_department)
     actions.add_parser("list", help="list users and roles").set_defaults(func=cmd_list)
     for action, text, handler in (
             ("token", "issue a new API token (the old one stops working)", cmd_token),

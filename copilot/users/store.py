@@ -25,7 +25,8 @@ from pathlib import Path
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
-ROLES = ("clinician", "qc_staff", "admin")
+ROLES = ("clinician", "doctor", "dept_qc", "qc_staff", "admin")
+DEPARTMENT_ROLES = ("dept_qc",)  # roles that need a department (the QC office scopes them to it)
 TOKEN_PREFIX = "cpt_"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 MIN_PASSWORD = 10
@@ -38,10 +39,13 @@ CREATE TABLE IF NOT EXISTS users (
     password_hash TEXT,
     created TEXT NOT NULL,
     disabled INTEGER NOT NULL DEFAULT 0,
-    session_version INTEGER NOT NULL DEFAULT 0
+    session_version INTEGER NOT NULL DEFAULT 0,
+    department TEXT
 );
 """
-COLUMNS = "name, role, created, disabled, session_version"
+COLUMNS = "name, role, created, disabled, session_version, department"
+# Columns added after the first release: (name, SQL definition). A database from before gains them on open.
+ADDED_COLUMNS = (("session_version", "INTEGER NOT NULL DEFAULT 0"), ("department", "TEXT"))
 
 
 class UserError(ValueError):
@@ -55,6 +59,7 @@ class User:
     created: str
     disabled: bool = False
     session_version: int = 0
+    department: str | None = None  # the department a doctor or department QC doctor belongs to
 
     # flask-login's user protocol
     is_active = property(lambda self: not self.disabled)
@@ -67,7 +72,8 @@ class User:
 
     @classmethod
     def from_row(cls, row) -> User:
-        return cls(row["name"], row["role"], row["created"], bool(row["disabled"]), row["session_version"])
+        return cls(row["name"], row["role"], row["created"], bool(row["disabled"]), row["session_version"],
+                   row["department"])
 
 
 def _token_hash(token: str) -> str:
@@ -94,9 +100,7 @@ class UserStore:
         self._local = threading.local()
         with self._connect() as db:
             db.executescript(SCHEMA)
-            columns = {row["name"] for row in db.execute("PRAGMA table_info(users)")}
-            if "session_version" not in columns:  # a users.db from before session versions
-                db.execute("ALTER TABLE users ADD COLUMN session_version INTEGER NOT NULL DEFAULT 0")
+            _add_missing_columns(db)
 
     def _connect(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -107,17 +111,19 @@ class UserStore:
             self._local.db = db
         return db
 
-    def add(self, name: str, role: str) -> str:
+    def add(self, name: str, role: str, department: str | None = None) -> str:
         """Create a user; returns the API token, which is not stored and cannot be shown again."""
         if not NAME.match(name or ""):
             raise UserError(f"invalid user name {name!r}: letters, digits and . _ @ - (at most 64)")
         if role not in ROLES:
             raise UserError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+        department = _department(department, role)
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         try:
             with self._connect() as db:
-                db.execute("INSERT INTO users (name, role, token_hash, created) VALUES (?, ?, ?, ?)",
-                           (name, role, _token_hash(token), datetime.now(timezone.utc).isoformat(timespec="seconds")))
+                db.execute("INSERT INTO users (name, role, token_hash, created, department) VALUES (?, ?, ?, ?, ?)",
+                           (name, role, _token_hash(token), datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                            department))
         except sqlite3.IntegrityError:
             raise UserError(f"user {name!r} already exists (use `copilot users token {name}` for a new token)") from None
         return token
@@ -136,6 +142,12 @@ class UserStore:
 
     def set_disabled(self, name: str, disabled: bool) -> None:
         self._update(name, disabled=int(disabled))
+
+    def set_department(self, name: str, department: str | None) -> None:
+        user = self.get(name)
+        if user is None:
+            raise UserError(f"no such user: {name!r}")
+        self._update(name, department=_department(department, user.role))
 
     def end_sessions(self, name: str) -> None:
         """Sign the user out everywhere (what signing out of the sidebar does)."""
@@ -191,3 +203,21 @@ class UserStore:
         else:
             ok = hmac.compare_digest(row["token_hash"], _token_hash(secret))
         return User.from_row(row) if ok else None
+
+
+def _department(department: str | None, role: str) -> str | None:
+    department = (department or "").strip() or None
+    if department is not None and (len(department) > 100 or any(ord(c) < 32 for c in department)):
+        raise UserError("a department is at most 100 characters, on one line")
+    if department is None and role in DEPARTMENT_ROLES:
+        raise UserError(f"role {role} needs a department (--department)")
+    return department
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Migrate a users table from an earlier release: add the columns it lacks (with defaults, so
+    old rows stay valid)."""
+    present = {row[1] for row in db.execute("PRAGMA table_info(users)")}
+    for name, definition in ADDED_COLUMNS:
+        if name not in present:
+            db.execute(f"ALTER TABLE users ADD COLUMN {name} {definition}")

@@ -56,6 +56,8 @@ def call(service_id: str):
             pairs = orders.involved(runner, to_record(hook), drafts, service.copilot.categories) if drafts else []
             findings = [f for f, _ in pairs]
             answer = cards.order_cards(pairs, drafts, service, catalogue())
+        elif service.copilot.mode == "vte_risk":
+            findings, answer = [], _vte_cards(to_record(hook), runner.graph)
         else:
             findings = [f for f in runner.check(to_record(hook)) if f["category"] in service.copilot.categories]
             answer = cards.record_summary_cards(findings, service, catalogue())
@@ -74,3 +76,17 @@ def _patient_ref(data: object) -> str | None:
     context = data.get("context") if isinstance(data, dict) else None
     patient_id = context.get("patientId") if isinstance(context, dict) else None
     return f"Patient/{patient_id}" if isinstance(patient_id, str) and FHIR_ID.match(patient_id) else None
+
+
+def _vte_cards(record, graph) -> list[dict]:
+    """The VTE risk card of an inpatient stay (none outside one)."""
+    from copilot.qc.indicators import Evaluation
+
+    evaluation = Evaluation(record, graph)
+    if evaluation.vte is None:
+        return []
+    prophylaxis = next((i for i in evaluation.knowledge.indicators if i.id == "qi.vte.prophylaxis_high_risk"), None)
+    result = evaluation.evaluate(prophylaxis) if prophylaxis is not None else None
+    state = {"prophylaxis": evaluation.done("qi.vte.prophylaxis_high_risk"),
+             "status": result.status if result else None, "reason": result.reason if result else None}
+    return cards.vte_cards(evaluation.vte, state, catalogue())

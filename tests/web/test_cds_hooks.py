@@ -69,7 +69,7 @@ def test_discovery_lists_both_services_without_auth(cds):
     response = cds.get("/cds-services")
     assert response.status_code == 200
     services = {s["id"]: s for s in response.get_json()["services"]}
-    assert set(services) == {"copilot-qc-summary", "copilot-medication-safety"}
+    assert set(services) == {"copilot-qc-summary", "copilot-medication-safety", "copilot-vte-risk"}
     summary, safety = services["copilot-qc-summary"], services["copilot-medication-safety"]
     assert summary["hook"] == "patient-view" and safety["hook"] == "order-sign"
     assert summary["prefetch"] == {
