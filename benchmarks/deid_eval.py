@@ -12,12 +12,18 @@ the look-alikes hit (false positives on doses, vitals, eponyms, ...), and throug
 load the scrubber, and time to scrub each ACI-Bench transcript (../shared/datasets/aci-bench).
 
     python benchmarks/deid_eval.py --out deid_report.json [--errors]
+    python benchmarks/deid_eval.py --data benchmarks/data/deid_zh.jsonl --no-speed   # the Chinese set
+
+Labelled sets are written by hand as markup (``{NAME:王建国}`` marks a PHI span, ``<heading:出院小结>``
+a look-alike that must not be detected; ``### id kind`` starts a snippet) so offsets are never
+counted by hand; ``--markup SRC --data OUT.jsonl`` rebuilds the JSONL from it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import time
@@ -42,6 +48,38 @@ def load_set(path: Path = DATA) -> list[dict]:
                 if key not in row:
                     raise ValueError(f"{path}:{number}: missing {key!r}")
             rows.append(row)
+    return rows
+
+
+_MARK = re.compile(r"\{([A-Z]+):([^{}]+)\}|<([a-z_]+):([^<>]+)>")
+
+
+def parse_markup(source: str) -> list[dict]:
+    """Rows with character offsets from hand-written markup (see the module docstring)."""
+    rows: list[dict] = []
+    for block in re.split(r"^### ", source, flags=re.M):
+        if not block.strip():
+            continue
+        header, _, body = block.partition("\n")
+        parts = header.split()
+        if len(parts) < 2:
+            raise ValueError(f"snippet header needs an id and a kind: {header!r}")
+        text, spans, lookalikes, pos = [], [], [], 0
+        last = 0
+        for match in _MARK.finditer(body.rstrip("\n")):
+            text.append(body[last:match.start()])
+            pos += match.start() - last
+            value = match.group(2) or match.group(4)
+            if match.group(1):
+                spans.append({"start": pos, "end": pos + len(value), "type": match.group(1), "text": value})
+            else:
+                lookalikes.append({"start": pos, "end": pos + len(value), "kind": match.group(3), "text": value})
+            text.append(value)
+            pos += len(value)
+            last = match.end()
+        text.append(body.rstrip("\n")[last:])
+        rows.append({"id": parts[0], "kind": parts[1], "text": "".join(text), "spans": spans,
+                     "lookalikes": lookalikes})
     return rows
 
 
@@ -174,8 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--aci", type=Path, help="ACI-Bench json for the speed test (default: ../shared/datasets)")
     parser.add_argument("--no-speed", action="store_true", help="skip the throughput measurement")
     parser.add_argument("--errors", action="store_true", help="print every miss and false alarm (with the text)")
+    parser.add_argument("--markup", type=Path, help="rebuild --data from this hand-written markup file first")
     args = parser.parse_args(argv)
 
+    if args.markup:
+        built = parse_markup(args.markup.read_text(encoding="utf-8"))
+        args.data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in built), encoding="utf-8")
+        print(f"{args.data}: {len(built)} snippets, {sum(len(r['spans']) for r in built)} spans from {args.markup}")
     rows = load_set(args.data)
     started = time.perf_counter()
     from finetune.deid import Scrubber
