@@ -17,7 +17,8 @@ from typing import Callable, Optional
 
 import regex
 import yaml
-from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerRegistry
+from presidio_analyzer import (AnalyzerEngine, EntityRecognizer, Pattern, PatternRecognizer, RecognizerRegistry,
+                               RecognizerResult)
 from presidio_analyzer import predefined_recognizers as predefined
 from presidio_analyzer.predefined_recognizers import EmailRecognizer, SpacyRecognizer
 
@@ -187,6 +188,77 @@ class OfflineEmailRecognizer(EmailRecognizer):
 
 
 OVERRIDES = {"EmailRecognizer": OfflineEmailRecognizer}
+
+HAN = r"\u3400-\u4dbf\u4e00-\u9fff"
+HAN_CHAR = re.compile(f"[{HAN}]")
+
+
+def _jieba_person(candidate: str) -> bool:
+    """The candidate does not open with a word of jieba's dictionary other than a person's name:
+    患者高血压 and 申请医生 start with words; 徐文静 cuts as 徐 + 文静, a surname and a given name."""
+    import jieba
+    import jieba.posseg
+
+    jieba.setLogLevel(logging.WARNING)
+    first = next(iter(jieba.posseg.cut(candidate)))
+    return len(first.word) == 1 or first.flag.startswith("nr")
+
+
+class ChineseNameRecognizer(EntityRecognizer):
+    """Chinese personal names: a listed surname plus one or two given characters next to a cue.
+
+    Regexes alone cannot tell where a name ends in unspaced text (程立查房), so the candidate is
+    cut at characters that start the next word and, after a weak cue, checked with jieba.
+    """
+
+    def __init__(self, conf: dict, base: Path, type_: str = "NAME"):
+        lines = (base / conf["surnames_file"]).read_text(encoding="utf-8").splitlines()
+        surnames = sorted({s.strip() for s in lines if s.strip() and not s.startswith("#")}, key=len, reverse=True)
+        self._score = float(conf.get("score", 0.85))
+        self._not_second = frozenset(conf.get("not_second_given", ""))
+        self._not_after = tuple(conf.get("not_after_surname") or ())
+        alt = "|".join
+        surname = f"(?:{alt(map(re.escape, surnames))})"
+        self._strong = re.compile(f"(?:{alt(map(re.escape, conf['strong_cues']))})[ \t]*[：:]?[ \t]*"
+                                  f"(?={surname})")
+        self._weak = re.compile(f"(?:{alt(map(re.escape, conf['weak_cues']))})(?={surname})")
+        self._bare = re.compile(f"(?:^|(?<=[^{HAN}]|科))(?={surname}[{HAN}]{{1,2}}(?:{alt(map(re.escape, conf['following_cues']))}))",
+                                re.M)
+        self._surname = re.compile(surname)
+        self._following = tuple(conf["following_cues"])
+        super().__init__(supported_entities=[type_], name="chinese_name", supported_language="en")
+
+    def load(self) -> None:
+        pass
+
+    def _candidate(self, text: str, at: int) -> tuple[int, int] | None:
+        m = self._surname.match(text, at)
+        if not m:
+            return None
+        given = m.end()
+        if any(text.startswith(w, given) for w in self._not_after) or not HAN_CHAR.match(text[given:given + 1]):
+            return None
+        end = given + 1
+        if HAN_CHAR.match(text[end:end + 1]) and text[end] not in self._not_second \
+                and not any(text.startswith(f, end) for f in self._following):
+            end += 1
+        return at, end
+
+    def find(self, text: str) -> list[tuple[int, int]]:
+        spans: dict[tuple[int, int], None] = {}
+        for pattern, check in ((self._strong, False), (self._weak, True), (self._bare, True)):
+            for cue in pattern.finditer(text):
+                span = self._candidate(text, cue.end())
+                while span and (not check or _jieba_person(text[span[0]:span[1]])):
+                    spans[span] = None
+                    # a list after a strong cue: 参加人员：沈浩、韩雪
+                    span = self._candidate(text, span[1] + 1) if not check and text[span[1]:span[1] + 1] == "、" else None
+        return list(spans)
+
+    def analyze(self, text, entities, nlp_artifacts=None):
+        if not HAN_CHAR.search(text):
+            return []
+        return [RecognizerResult(self.supported_entities[0], s, e, self._score) for s, e in self.find(text)]
 
 
 # ---------------------------------------------------------------------------------------- config
@@ -361,6 +433,9 @@ def build_analyzer(path: Path = CONFIG_FILE, disabled: frozenset[str] = frozense
         recognizers.append(ClinicalPatternRecognizer(
             supported_entity=type_, name=name, patterns=patterns, context=entry.get("context"),
             global_regex_flags=flags, validator=validator, lexicon=lexicon))
+    zh_names = data.get("chinese_names")
+    if zh_names and wanted("chinese_name", "NAME"):
+        recognizers.append(ChineseNameRecognizer(zh_names, Path(path).parent))
     registry = RecognizerRegistry(recognizers=recognizers, supported_languages=["en"])
     analyzer = AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=["en"])
     config = Config(data=data, lexicon=lexicon, types=types,
@@ -388,6 +463,8 @@ def refine_ner_span(text: str, start: int, end: int, type_: str, lex: Lexicon) -
     spaCy's small English model tags headings, drugs and findings as people or places in clinical
     text; a guess survives only if nothing here marks it as clinical vocabulary or prose.
     """
+    if HAN_CHAR.search(text[start:end]):
+        return None  # the English model guessing on Chinese text (出院小结): ChineseNameRecognizer handles names
     gap = re.search(r"\n|\t| {2,}", text[start:end])
     if gap and gap.start() > 0:
         end = start + gap.start()  # a line break or a column gap ends a name
