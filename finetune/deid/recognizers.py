@@ -119,6 +119,15 @@ def _numeric_date(text: str, lex: Lexicon) -> Optional[bool]:
     return False
 
 
+def _numeric_date_ymd(text: str, lex: Lexicon) -> Optional[bool]:
+    year, month, day = (int(p) for p in re.split(r"[/.．-]", text))
+    try:
+        date(year, month, day)
+        return None
+    except ValueError:
+        return False
+
+
 _ABBREVIATED_MONTHS = {"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec"}
 
 
@@ -156,6 +165,7 @@ VALIDATORS: dict[str, Callable[[str, Lexicon], Optional[bool]]] = {
     "name_like": _name_like,
     "numeric_date": _numeric_date,
     "month_date": _month_date,
+    "numeric_date_ymd": _numeric_date_ymd,
     "cn_resident_id": _cn_resident_id,
     "facility": _facility,
     "place": _place,

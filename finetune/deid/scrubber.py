@@ -72,12 +72,27 @@ def _trim(text: str, start: int, end: int, type_: str) -> tuple[int, int]:
     if type_ in _TRIMMED_TYPES:
         while end > start and text[end - 1] in _TRAILING:
             end -= 1
+    if type_ in ("EMAIL", "URL"):  # Presidio's \w takes in the Chinese label before it (邮箱xiayu@...)
+        while start < end and not text[start].isascii():
+            start += 1
+        while end > start and not text[end - 1].isascii():
+            end -= 1
     span = text[start:end]
     if span.startswith("(") and ")" not in span:
         start += 1
     if span.endswith(")") and "(" not in span:
         end -= 1
     return start, end
+
+
+def _ascii_alnum(ch: str) -> bool:
+    return ch.isascii() and ch.isalnum()
+
+
+def _cuts_token(text: str, start: int, end: int) -> bool:
+    """The span starts or ends inside a run of ASCII letters and digits."""
+    return ((end < len(text) and _ascii_alnum(text[end]) and _ascii_alnum(text[end - 1]))
+            or (start > 0 and _ascii_alnum(text[start - 1]) and _ascii_alnum(text[start])))
 
 
 def _check_text(text: object) -> str:
@@ -133,6 +148,8 @@ class Scrubber:
                 if refined is None:
                     continue
                 start, end = refined
+            if _cuts_token(text, start, end):
+                continue  # "BA2024052" inside 病案号 BA2024052006: a fragment, not a DEA number
             type_ = self._retyped(text, start, type_)
             start, end = _trim(text, start, end, type_)
             if result.score >= threshold and end > start:
