@@ -27,7 +27,42 @@ PATTERNS = [
     ("named_dmy", re.compile(_DAY + r"\s+(?:of\s+)?" + _MON + r"(?:\s*,?\s*(?P<y>\d{4}))?", re.I)),
     ("named_my", re.compile(_MON + r"\s*,?\s*(?:of\s+)?(?P<y>\d{4})", re.I)),
     ("cjk", re.compile(r"(?P<y>\d{4})\s*年\s*(?P<m>\d{1,2})\s*月(?:\s*(?P<d>\d{1,2})\s*[日号])?")),
+    ("cjk_md", re.compile(r"(?P<m>\d{1,2})\s*月\s*(?P<d>\d{1,2})\s*[日号]")),
+    ("ymd_dot", re.compile(r"(?P<y>\d{4})(?P<s>[.．])(?P<m>\d{1,2})(?P=s)(?P<d>\d{1,2})")),
 ]
+
+# 二〇二四年一月十六日: years digit by digit, months and days as numbers (十六, 二十九)
+_ZH_DIGITS = "〇一二三四五六七八九"
+_ZH_DATE = re.compile(r"(?P<y>[〇零○一二三四五六七八九]{4})年(?P<m>[一二三四五六七八九十]{1,2})月"
+                      r"(?:(?P<d>[一二三四五六七八九十]{1,3})(?P<suffix>[日号]))?")
+
+
+def _zh_number(text: str) -> int:
+    if "十" not in text:
+        return _ZH_DIGITS.index(text)
+    tens, _, units = text.partition("十")
+    return (_ZH_DIGITS.index(tens) if tens else 1) * 10 + (_ZH_DIGITS.index(units) if units else 0)
+
+
+def _zh_write(value: int) -> str:
+    tens, units = divmod(value, 10)
+    if not tens:
+        return _ZH_DIGITS[units]
+    return ("" if tens == 1 else _ZH_DIGITS[tens]) + "十" + (_ZH_DIGITS[units] if units else "")
+
+
+def _shift_zh(text: str, days: int) -> str | None:
+    match = _ZH_DATE.fullmatch(text.strip())
+    if not match:
+        return None
+    year = int("".join(str(_ZH_DIGITS.index("〇" if c in "零○" else c)) for c in match["y"]))
+    try:
+        old = date(year, _zh_number(match["m"]), _zh_number(match["d"]) if match["d"] else 15)
+    except ValueError:
+        return None
+    new = old + timedelta(days=days)
+    out = "".join(_ZH_DIGITS[int(c)] for c in str(new.year)) + "年" + _zh_write(new.month) + "月"
+    return out + (_zh_write(new.day) + match["suffix"] if match["d"] else "")
 
 
 def month_number(word: str) -> int | None:
@@ -135,5 +170,5 @@ def shift(text: str, days: int) -> str | None:
     """``text`` moved by ``days`` in its own format, or None when it cannot be parsed."""
     parsed = parse(text)
     if parsed is None:
-        return None
+        return _shift_zh(text, days)
     return parsed.render(parsed.value + timedelta(days=days))
