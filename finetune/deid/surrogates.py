@@ -26,6 +26,7 @@ from finetune.deid import dates
 from finetune.deid.identifiers import cn_check_digit, cn_resident_id_valid
 
 POOLS_FILE = Path(__file__).with_name("surrogates.yaml")
+HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 NAME_UNIT = re.compile(r"[^\s,;/()]+")
 LETTERS = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?")
 MAX_DRAWS = 60
@@ -108,6 +109,8 @@ class SurrogateMap:
         ``given_names`` (lower-cased given name -> "F"/"M") lets a name keep its gender and tells a
         lone given name ("Gloria") from a lone surname ("Alvarez").
         """
+        if HAN.search(original) and type_ in ("NAME", "ADDRESS", "LOCATION", "AGE"):
+            return self._chinese(type_, original)
         if type_ == "NAME":
             return self._name(original, given_names or {})
         if type_ == "DATE":
@@ -118,6 +121,27 @@ class SurrogateMap:
         handlers = {"PHONE": self._phone, "FAX": self._phone, "EMAIL": self._email, "URL": self._url,
                     "IP": self._ip, "ADDRESS": self._address, "LOCATION": self._location}
         return handlers.get(type_, self._identifier)(original)
+
+    def _chinese(self, type_: str, original: str) -> str:
+        """A Chinese surrogate for Chinese PHI, drawn once per original under the key."""
+        pools = self._pools
+        if type_ == "AGE":  # HIPAA: over 89 collapses into 90, in the original's script
+            return "90" + original[len(original.rstrip("岁周")):] if any(c.isdigit() for c in original) \
+                else "九十" + original[len(original.rstrip("岁周")):]
+        if type_ == "NAME":
+            surnames = sorted(pools["zh_surnames"], key=len)
+            compound = len(original) > 2 and original[:2] in {"欧阳", "司马", "上官", "诸葛", "东方", "皇甫", "司徒"}
+            given_len = max(1, len(original) - (2 if compound else 1))
+            self._originals.add(original.lower())
+            return self._draw("zh-name", original, lambda r: r.choice(surnames)
+                              + "".join(r.choice(pools["zh_given_chars"]) for _ in range(given_len)))
+        if type_ == "ADDRESS":
+            return self._draw("zh-address", original, lambda r: (
+                r.choice(pools["zh_cities"]) + r.choice(pools["zh_districts"]) + r.choice(pools["zh_roads"])
+                + f"{r.randint(1, 999)}号" + (f"{r.randint(1, 30)}{r.randint(1, 4):02d}室" if original.endswith("室") else "")))
+        suffix = next((s for s in sorted(pools["zh_institution_suffixes"], key=len, reverse=True)
+                       if original.endswith(s)), "")
+        return self._draw("zh-location", original, lambda r: r.choice(pools["zh_place_names"]) + suffix)
 
     # ------------------------------------------------------------------ helpers
     def _rng(self, kind: str, original: str, attempt: int = 0) -> random.Random:
@@ -188,6 +212,9 @@ class SurrogateMap:
             if re.match(r"^\s*(?:\+|00)?86", original) and len(digits) in (13, 15):
                 prefix = digits[:-11]
                 return prefix + "1" + r.choice("3456789") + "".join(r.choice(string.digits) for _ in range(9))
+            if digits[0] == "0" and len(digits) in (10, 11, 12):  # a Chinese landline: 0 + area code + 7-8 digits
+                return "0" + "".join(r.choice(string.digits) for _ in range(len(digits) - 9)) \
+                    + r.choice("2345678") + "".join(r.choice(string.digits) for _ in range(7))
             if len(digits) == 11 and digits[0] == "1" and not re.match(r"^\s*\+?1[\s.-]", original):
                 return "1" + r.choice("3456789") + "".join(r.choice(string.digits) for _ in range(9))
             if len(digits) == 10 or (len(digits) == 11 and digits[0] == "1"):
