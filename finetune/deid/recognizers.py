@@ -94,6 +94,15 @@ def _given_name_first(text: str, lex: Lexicon) -> Optional[bool]:
     return None
 
 
+def _given_name_addressed(text: str, lex: Lexicon) -> Optional[bool]:
+    """A listed given name between a greeting and a comma is a name even when it is also an
+    English word ("hi , will ,"); role words ("hi , doctor ,") are not."""
+    word = text.lower()
+    if word in lex.given_names and word not in lex.not_names and word not in TITLES:
+        return None
+    return False
+
+
 def _given_name_pair(text: str, lex: Lexicon) -> Optional[bool]:
     words = [w for w in re.split(r"[ \t]+", text) if not re.fullmatch(r"[A-Z]\.", w)]
     first, last = words[0], words[-1]
@@ -161,6 +170,7 @@ VALIDATORS: dict[str, Callable[[str, Lexicon], Optional[bool]]] = {
     "lowercase_name": _lowercase_name,
     "given_name": _given_name,
     "given_name_pair": _given_name_pair,
+    "given_name_addressed": _given_name_addressed,
     "given_name_first": _given_name_first,
     "name_like": _name_like,
     "numeric_date": _numeric_date,

@@ -148,6 +148,8 @@ class Scrubber:
                 if refined is None:
                     continue
                 start, end = refined
+            if type_ == "NAME" and self._not_a_person(text, start, end):
+                continue
             if _cuts_token(text, start, end):
                 continue  # "BA2024052" inside 病案号 BA2024052006: a fragment, not a DEA number
             type_ = self._retyped(text, start, type_)
@@ -158,6 +160,12 @@ class Scrubber:
         found += self._other_mentions(text, found, known_names)
         found = self._extend_names(text, self._resolve(found), known_names)
         return self._resolve(found)
+
+    def _not_a_person(self, text: str, start: int, end: int) -> bool:
+        """The span, with up to two words before it, is a listed brand or eponym (Dr Pepper)."""
+        phrases = self._config.data.get("not_name_phrases") or ()
+        window = text[max(0, start - 6):end].lower()
+        return any(window.endswith(p) for p in phrases)
 
     def _extend_names(self, text: str, detections: list[Detection], known: Iterable[str]) -> list[Detection]:
         """Take in the surname after a detected given name: "christina cooper" when only "christina" was found.
