@@ -150,7 +150,7 @@ class Scrubber:
                 start, end = refined
             if type_ == "NAME" and self._not_a_person(text, start, end):
                 continue
-            if _cuts_token(text, start, end):
+            if type_ in ("ID", "ACCOUNT") and _cuts_token(text, start, end):
                 continue  # "BA2024052" inside 病案号 BA2024052006: a fragment, not a DEA number
             type_ = self._retyped(text, start, type_)
             start, end = _trim(text, start, end, type_)

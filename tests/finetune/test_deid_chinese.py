@@ -102,3 +102,30 @@ def test_chinese_dates_shift_in_their_own_format():
     assert dates.shift("2024.04.22", -40) == "2024.03.13"
     assert dates.shift("1月30日", -40) == "12月21日"
     assert dates.shift("二〇二四年二月三十日", 1) is None
+
+
+# ---------------------------------------------------------------------------------------- English (issue 16 part 4)
+
+EN2_SET = REPO / "benchmarks" / "data" / "deid_en2.jsonl"
+
+
+def test_english_second_set_recall(scrubber):
+    report = deid_eval.evaluate(scrubber, deid_eval.load_set(EN2_SET))
+    assert report["overall"]["recall"] >= 0.95 and report["overall"]["precision"] >= 0.9, report["overall"]
+    assert report["lookalikes"]["detected"] == 0
+
+
+@pytest.mark.parametrize("text", ["She loves Dr. Seuss books.", "He drinks Dr Pepper daily.",
+                                  "Enlarged Virchow-Robin spaces.", "Patient: Nope. Doctor: Oh, okay.",
+                                  "I was working in construction ."])
+def test_brands_eponyms_and_interjections_are_not_phi(scrubber, text):
+    assert _types(scrubber, text) == {}
+
+
+@pytest.mark.parametrize("text, value, type_", [
+    ("[doctor] hi , will , how are you ?", "will", "NAME"), ("He works as a machinist at Boeing.", "Boeing", "LOCATION"),
+    ("[doctor] and you still work at walmart ?", "walmart", "LOCATION"),
+    ("She started a job at Starbucks in Tacoma.", "Tacoma", "LOCATION"),
+    ("Consult by Dr. Priyanka Venkataraman today.", "Priyanka Venkataraman", "NAME")])
+def test_english_names_employers_and_cities(scrubber, text, value, type_):
+    assert _types(scrubber, text).get(value) == type_
