@@ -83,6 +83,15 @@ def parse_markup(source: str) -> list[dict]:
     return rows
 
 
+def sample_detections(scrubber, texts: list[tuple[str, str]], n: int = 50, seed: int = 4) -> list[dict]:
+    """``n`` detections drawn at random (fixed seed) with their context, to label true/false by reading."""
+    import random
+
+    found = [{"id": id_, "type": d.type, "before": text[max(0, d.start - 35):d.start], "value": text[d.start:d.end],
+              "after": text[d.end:d.end + 25]} for id_, text in texts for d in scrubber.detect(text)]
+    return random.Random(seed).sample(found, min(n, len(found)))
+
+
 def _overlaps(a, b) -> bool:
     return a[0] < b[1] and b[0] < a[1]
 
@@ -212,9 +221,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--aci", type=Path, help="ACI-Bench json for the speed test (default: ../shared/datasets)")
     parser.add_argument("--no-speed", action="store_true", help="skip the throughput measurement")
     parser.add_argument("--errors", action="store_true", help="print every miss and false alarm (with the text)")
+    parser.add_argument("--sample-dialogues", type=Path,
+                        help="MTS-Dialog CSV: print 50 detections on 400 of its dialogues (fixed seeds) to label, then stop")
     parser.add_argument("--markup", type=Path, help="rebuild --data from this hand-written markup file first")
     args = parser.parse_args(argv)
 
+    if args.sample_dialogues:
+        import csv
+        import random
+
+        from finetune.deid import Scrubber
+
+        with args.sample_dialogues.open(encoding="utf-8") as handle:
+            dialogues = [(r["ID"], r["dialogue"]) for r in csv.DictReader(handle)]
+        chosen = random.Random(16).sample(dialogues, min(400, len(dialogues)))
+        for i, d in enumerate(sample_detections(Scrubber(), chosen)):
+            print(i, d["id"], d["type"], repr(d["before"]), "[[", d["value"], "]]", repr(d["after"]))
+        return 0
     if args.markup:
         built = parse_markup(args.markup.read_text(encoding="utf-8"))
         args.data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in built), encoding="utf-8")
