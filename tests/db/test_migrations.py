@@ -13,10 +13,11 @@ def test_the_migrated_schema_is_the_declared_one(database_url):
     from copilot.db import current_revision, head_revision, open_database
     from copilot.audit.tables import metadata as audit
     from copilot.qc.office.tables import metadata as qc_office
+    from copilot.users.tables import metadata as users
 
     engine = open_database(database_url)
     with engine.connect() as connection:
-        assert compare_metadata(MigrationContext.configure(connection), [qc_office, audit]) == []
+        assert compare_metadata(MigrationContext.configure(connection), [qc_office, audit, users]) == []
     assert current_revision(engine) == head_revision()
     open_database(database_url)  # a second start finds nothing to do
     assert current_revision(engine) == head_revision()

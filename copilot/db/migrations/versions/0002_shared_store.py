@@ -1,4 +1,4 @@
-"""Shared store: the audit log (entries and the head row that serialises appends).
+"""Shared store: the audit log (entries and the head row that serialises appends) and the users.
 
 On PostgreSQL, triggers make the entries append-only (UPDATE, DELETE and TRUNCATE refused, an INSERT
 must extend the chain at the head row) and keep the head row in step with the newest entry.
@@ -108,9 +108,21 @@ def upgrade() -> None:
     op.bulk_insert(head, [{"id": 1, "seq": 0, "hash": GENESIS_HASH, "key_id": None}])
     if op.get_bind().dialect.name == "postgresql":
         op.execute(PG_TRIGGERS)
+    op.create_table(
+        "users",
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("role", sa.String(20), nullable=False),
+        sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+        sa.Column("password_hash", sa.String(255)),
+        sa.Column("created", sa.String(40), nullable=False),
+        sa.Column("disabled", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("session_version", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("department", sa.String(100)),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("users")
     if op.get_bind().dialect.name == "postgresql":
         op.execute(PG_DROP)
         return
