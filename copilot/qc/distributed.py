@@ -84,8 +84,8 @@ class RayPool:
         connect(address, num_cpus=actors)
         count = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
         remote = ray.remote(num_cpus=1, max_restarts=3, max_task_retries=3)(_Checker)
-        snapshot_ref = ray.put(snapshot)
-        self.actors = [remote.remote(snapshot_ref, jurisdiction) for _ in range(count)]
+        self._snapshot_ref = ray.put(snapshot)  # held: a restarted actor is built from it again
+        self.actors = [remote.remote(self._snapshot_ref, jurisdiction) for _ in range(count)]
         log.info("QC on Ray: %d actors", count)
 
     def map(self, items: Iterable[Loaded]) -> Iterator[tuple[Loaded, dict]]:
@@ -110,4 +110,4 @@ class RayPool:
 
         for actor in self.actors:
             ray.kill(actor)
-        self.actors = []
+        self.actors, self._snapshot_ref = [], None
