@@ -299,7 +299,8 @@ def ray_cluster():
 
     if not ray.is_initialized():
         try:
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)  # a new instance, never a cluster `ray start` left running
         except Exception as exc:  # noqa: BLE001
             pytest.fail(f"Ray did not start: {exc} (or deselect the Ray tests with -m 'not ray')")
     yield ray

@@ -260,8 +260,11 @@ class JobRunner:
     """One daemon thread that runs queued jobs one at a time, in submission order."""
 
     def __init__(self, store: JobStore, knowledge_home: Path, jurisdiction: str = "CN",
-                 nice: int = BATCH_NICE, interval: float = PROGRESS_INTERVAL_S):
+                 nice: int = BATCH_NICE, interval: float = PROGRESS_INTERVAL_S, ray_address: str | None = None):
+        """``ray_address``: run each job's records on that Ray cluster (COPILOT_RAY_ADDRESS); results,
+        progress, cancel and resume stay here, since this process writes every result line."""
         self.store = store
+        self.ray_address = ray_address
         self.knowledge_home = Path(knowledge_home)
         self.jurisdiction = jurisdiction
         self.nice = nice
@@ -362,7 +365,7 @@ class JobRunner:
             try:
                 run_batch([folder / INPUT], results, self.knowledge_home, workers=1, resume=True,
                           jurisdiction=self.jurisdiction, model_pass=checkpoint, show_progress=False,
-                          relative_to=folder)
+                          relative_to=folder, ray_address=self.ray_address)
             except BaseException as exc:  # reported by the waiting thread
                 outcome["error"] = exc
 

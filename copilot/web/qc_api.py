@@ -55,7 +55,8 @@ STYLE = re.compile(r"<style>(.*?)</style>", re.S)
 def init_app(app: Flask) -> None:
     """Start the job runner; jobs a previous process left queued or running are picked up again."""
     settings = app.extensions["copilot.settings"]
-    runner = JobRunner(JobStore(settings.qc_jobs_dir), settings.knowledge_dir, jurisdiction=settings.qc_jurisdiction)
+    runner = JobRunner(JobStore(settings.qc_jobs_dir), settings.knowledge_dir, jurisdiction=settings.qc_jurisdiction,
+                       ray_address=settings.ray_address)
     app.extensions[EXTENSION] = runner
     runner.start()
     if not app.testing:

@@ -90,3 +90,26 @@ def test_the_cli_checks_on_ray(ray_cluster, inputs, local_output, shipped_home, 
     assert code == 1  # the broken lines are records that could not be checked, as in a local run
     assert "184 records checked, 7 not checked" in capsys.readouterr().err
     assert out.read_bytes() == local_output and (tmp_path / "r.html").is_file()
+
+
+def test_a_qc_job_runs_on_ray(ray_cluster, inputs, local_output, shipped_home, tmp_path):
+    """COPILOT_RAY_ADDRESS: jobs uploaded through the API are checked on the cluster, with the same results,
+    written by the server process as a local job's are."""
+    import io
+
+    from copilot.qc.jobs import INPUT, RESULTS, JobRunner, JobStore
+    from tests.helpers import wait_for
+
+    store = JobStore(tmp_path / "jobs")
+    job = store.create("qc", io.BytesIO(inputs[1].read_bytes()), max_bytes=1 << 24)
+    runner = JobRunner(store, shipped_home, interval=0.05, ray_address="auto")
+    runner.start()
+    try:
+        done = wait_for(lambda: store.get(job.id).status in ("done", "failed") and store.get(job.id), timeout=120)
+    finally:
+        runner.stop()
+    assert done.status == "done" and done.done == 40, done
+    expected = [json.loads(line) for line in local_output.splitlines()][-40:]
+    for row in expected:
+        row["source"] = INPUT
+    assert [json.loads(line) for line in store.path(job.id, RESULTS).read_text().splitlines()] == expected
