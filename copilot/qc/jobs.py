@@ -399,7 +399,9 @@ class JobRunner:
                 done, errors = progress.read()
                 elapsed = time.monotonic() - started
                 rate = round((done - first) / elapsed, 2) if done > first else None
-                self.store.update(job.id, done=done, errors=errors, rate=rate)
+                current = self.store.update(job.id, done=done, errors=errors, rate=rate)
+                if current.cancel_requested:  # asked through another server sharing the job's state
+                    self._cancelled.add(job.id)
             except (OSError, ValueError) as exc:  # progress is advisory; never leave the batch unattended
                 log.warning("QC job %s: progress not saved: %s", job.id, exc)
         done, errors = progress.read()

@@ -1,4 +1,5 @@
-"""Shared store: the audit log (entries and the head row that serialises appends) and the users.
+"""Shared store: the audit log (entries and the head row that serialises appends), the users, and the
+state of QC batch jobs.
 
 On PostgreSQL, triggers make the entries append-only (UPDATE, DELETE and TRUNCATE refused, an INSERT
 must extend the chain at the head row) and keep the head row in step with the newest entry.
@@ -119,9 +120,19 @@ def upgrade() -> None:
         sa.Column("session_version", sa.Integer, nullable=False, server_default="0"),
         sa.Column("department", sa.String(100)),
     )
+    op.create_table(
+        "qc_batch_jobs",
+        sa.Column("id", sa.String(32), primary_key=True),
+        sa.Column("owner", sa.String(64), nullable=False),
+        sa.Column("created", sa.String(40), nullable=False),
+        sa.Column("status", sa.String(12), nullable=False),
+        sa.Column("state", sa.Text, nullable=False),
+    )
+    op.create_index("ix_qc_batch_jobs_status", "qc_batch_jobs", ["status"])
 
 
 def downgrade() -> None:
+    op.drop_table("qc_batch_jobs")
     op.drop_table("users")
     if op.get_bind().dialect.name == "postgresql":
         op.execute(PG_DROP)
