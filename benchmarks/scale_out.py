@@ -5,8 +5,8 @@
     python benchmarks/scale_out.py --out benchmarks/results/scale_out.json
 
 Writes a JSONL of ``--records`` dev-set records (benchmarks/data/qc_devset.jsonl, cycled, each with its own
-id) and checks it with ``run_batch`` in each mode, timing the whole run (Ray's start-up and actor creation
-included: that is what a QC office waits for):
+id) and checks it in each mode with a `copilot qc` process of its own, timing the whole run (start-up, and
+Ray's connection and actor creation, included: that is what a QC office waits for):
 
 * ``local-1``  one process (the reference output: input order)
 * ``local-N``  N local worker processes (``--workers``)
@@ -103,33 +103,31 @@ class TwoNodes:
 
 
 def run_mode(mode: str, source: Path, out: Path, home: Path, workers: int) -> dict:
-    import ray
-
-    from copilot.qc.batch import run_batch
-
+    """One `copilot qc` run in its own process, as a QC office would start it; timed from start to exit."""
+    command = [sys.executable, "-m", "copilot", "qc", str(source), "--out", str(out), "--quiet"]
+    env = dict(os.environ, COPILOT_HOME=str(home))
     cluster = None
-    started = time.perf_counter()
+    if mode == "local-N":
+        command += ["--workers", str(workers)]
+    elif mode == "ray-1node":
+        command += ["--workers", str(workers), "--ray", "local"]
+    elif mode == "ray-2nodes":
+        cluster = TwoNodes(workers)  # already running before the run, as a hospital's cluster would be
+        command += ["--workers", str(workers), "--ray", cluster.address]
+        env["RAY_AUTH_MODE"] = "disabled"
     try:
-        if mode == "local-1":
-            summary = run_batch([source], out, home, workers=1, show_progress=False)
-        elif mode == "local-N":
-            summary = run_batch([source], out, home, workers=workers, show_progress=False)
-        elif mode == "ray-1node":
-            summary = run_batch([source], out, home, workers=workers, show_progress=False, ray_address="local")
-        else:
-            cluster = TwoNodes(workers)
-            started = time.perf_counter()  # the cluster is already running, as it would be in a hospital
-            os.environ["RAY_AUTH_MODE"] = "disabled"
-            summary = run_batch([source], out, home, workers=workers, show_progress=False,
-                                ray_address=cluster.address)
+        started = time.perf_counter()
+        done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=REPO)
         elapsed = time.perf_counter() - started
     finally:
-        if ray.is_initialized():
-            ray.shutdown()
         if cluster is not None:
             cluster.stop()
-    return {"mode": mode, "records": summary.records, "errors": summary.errors, "findings": summary.findings,
-            "seconds": round(elapsed, 2), "records_per_s": round(summary.records / elapsed, 1)}
+    if done.returncode not in (0, 1):
+        raise RuntimeError(f"{mode}: copilot qc exited {done.returncode}: {done.stderr[-2000:]}")
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    return {"mode": mode, "records": len(rows), "errors": sum(r["status"] == "error" for r in rows),
+            "findings": sum(len(r["findings"]) for r in rows), "seconds": round(elapsed, 2),
+            "records_per_s": round(len(rows) / elapsed, 1)}
 
 
 def main(argv: list[str] | None = None) -> int:
