@@ -58,10 +58,15 @@ def _row(loaded: Loaded, status: str, error: str | None, findings: list) -> dict
 
 
 def _check(loaded: Loaded) -> dict:
+    return check_record(_runner, loaded)
+
+
+def check_record(runner, loaded: Loaded) -> dict:
+    """One result line for one loaded input (what local workers and Ray actors both run)."""
     if loaded.error is not None:
         return _row(loaded, "error", f"{loaded.position}: {loaded.error}", [])
     try:
-        return _row(loaded, "ok", None, _runner.check(loaded.record))
+        return _row(loaded, "ok", None, runner.check(loaded.record))
     except Exception as exc:  # one bad record must not stop the batch
         return _row(loaded, "error", f"{loaded.position}: QC failed: {exc}", [])
 
@@ -173,7 +178,8 @@ def run_batch(paths: list[Path], out: Path, home: Path, workers: int = 1, resume
         from copilot.qc.distributed import RayPool
 
         try:
-            ray_pool = RayPool(ray_address, home, jurisdiction, actors=workers if workers > 1 else None)
+            ray_pool = RayPool(ray_address, home, jurisdiction, actors=workers if workers > 1 else None,
+                               check=check_record)
         except BaseException:
             bar.close()
             raise

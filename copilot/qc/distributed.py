@@ -39,15 +39,14 @@ class RayUnavailable(RuntimeError):
 class _Checker:
     """One Ray actor: the QC runner built once, then chunks of records checked."""
 
-    def __init__(self, snapshot, jurisdiction: str):
-        from copilot.qc import batch
+    def __init__(self, snapshot, jurisdiction: str, check):
         from copilot.qc.runner import QCRunner
 
-        batch._runner = QCRunner(snapshot, jurisdiction=jurisdiction)
-        self._check = batch._check
+        self._runner = QCRunner(snapshot, jurisdiction=jurisdiction)
+        self._check = check  # batch.check_record, passed in (by reference) so this module never imports batch
 
     def check(self, chunk: list[Loaded]) -> list[dict]:
-        return [self._check(loaded) for loaded in chunk]
+        return [self._check(self._runner, loaded) for loaded in chunk]
 
 
 def connect(address: str, num_cpus: int | None = None) -> None:
@@ -71,7 +70,9 @@ def connect(address: str, num_cpus: int | None = None) -> None:
 class RayPool:
     """Actors that check records; ``map`` yields (loaded, result) in input order."""
 
-    def __init__(self, address: str, home: Path, jurisdiction: str, actors: int | None = None, chunk: int = CHUNK):
+    def __init__(self, address: str, home: Path, jurisdiction: str, actors: int | None = None, chunk: int = CHUNK,
+                 check=None):
+        """``check(runner, loaded) -> result``: copilot.qc.batch.check_record, which run_batch passes."""
         import ray
 
         from copilot.qc.runner import QCRunner
@@ -86,7 +87,9 @@ class RayPool:
         count = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
         remote = ray.remote(num_cpus=1, max_restarts=3, max_task_retries=3)(_Checker)
         self._snapshot_ref = ray.put(snapshot)  # held: a restarted actor is built from it again
-        self.actors = [remote.remote(self._snapshot_ref, jurisdiction) for _ in range(count)]
+        if check is None:
+            raise ValueError("RayPool needs check (copilot.qc.batch.check_record)")
+        self.actors = [remote.remote(self._snapshot_ref, jurisdiction, check) for _ in range(count)]
         log.info("QC on Ray: %d actors", count)
 
     def map(self, items: Iterable[Loaded]) -> Iterator[tuple[Loaded, dict]]:

@@ -63,7 +63,9 @@ def test_a_killed_ray_worker_is_replaced_and_its_chunk_checked_again(ray_cluster
     from copilot.qc.distributed import RayPool
     from copilot.records.loaders import iter_records
 
-    pool = RayPool("auto", shipped_home, "CN", actors=2, chunk=4)  # 10 chunks, up to 6 in flight
+    from copilot.qc.batch import check_record
+
+    pool = RayPool("auto", shipped_home, "CN", actors=2, chunk=4, check=check_record)  # 10 chunks, up to 6 in flight
 
     def pid(actor):
         return ray_cluster.get(actor.__ray_call__.remote(lambda self: os.getpid()))
