@@ -3,6 +3,7 @@ tampering named by verify, the key kept outside the database and checked, `copil
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -179,3 +180,6 @@ def test_the_settings_pick_the_backend_and_the_cli_verifies_either(pg_url, tmp_p
         assert done.returncode == 0, done.stdout + done.stderr
         assert done.stdout.startswith("ok: 1 entries" if url else "ok: 0 entries")
     assert f"head 1:{head.hash}" in done.stdout
+    exported = subprocess.run([sys.executable, "-m", "copilot", "audit", "export", "--format", "jsonl"], cwd=REPO, capture_output=True,
+                              text=True, timeout=120, env=env)
+    assert exported.returncode == 0 and json.loads(exported.stdout.splitlines()[0])["hash"] == head.hash, exported
