@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run setup test test-fast browser postgres load chaos bench bench-quick retrieval-eval office-eval office-bench peer lock clean help
+.PHONY: run setup test test-fast browser postgres load chaos scale-out bench bench-quick retrieval-eval office-eval office-bench peer lock clean help
 
 help:
 	@echo "make run    - set up everything (venv, embedded model, OpenVINO INT8 export) and serve on $(HOST):$(PORT)"
@@ -15,6 +15,7 @@ help:
 	@echo "make test-fast - the unmarked tests only (no model export, no real model, no browser): under a minute"
 	@echo "make load   - 20 concurrent clients for 2 minutes: 5xx, QC p95, audit chain (benchmarks/results/load.json)"
 	@echo "make chaos  - kills mid-job, mid-append and mid-draft, closed sockets, a full disk; then restarts and counts"
+	@echo "make scale-out - batch QC of 20,000 records: local vs Ray (one node, then head + worker node); overhead"
 	@echo "make bench-quick / bench - tokens/s benchmark (PyTorch vs OpenVINO), results in benchmarks/results/"
 	@echo "make retrieval-eval - recall@5 / MRR / latency of knowledge retrieval on the labeled queries"
 	@echo "make office-eval - single-disease indicators and VTE scores vs 34 hand-computed charts"
@@ -60,11 +61,15 @@ test: $(STAMP) browser postgres
 
 # The unmarked subset: what a change to rules, records, web or drafting logic needs, in under a minute.
 test-fast: $(STAMP)
-	$(PY) -m pytest -n 2 -m "not embedded and not export and not browser and not postgres"
+	$(PY) -m pytest -n 2 -m "not embedded and not export and not browser and not postgres and not ray"
 
 # 20 clients for 2 minutes (80% QC, 20% drafts) against a scratch instance; see benchmarks/load_test.py
 load: setup
 	$(PY) benchmarks/load_test.py --home $${COPILOT_HOME:-instance}
+
+# Batch QC of 20,000 records: local processes vs Ray on one node and on a head plus a worker node
+scale-out: setup
+	$(PY) benchmarks/scale_out.py --home $${COPILOT_HOME:-instance} --out benchmarks/results/scale_out.json
 
 # Faults and restarts on a scratch instance (benchmarks/chaos.py); prints the counts, exit 1 on a missed target
 chaos: setup

@@ -22,6 +22,7 @@ MARKED_FIXTURES = {
     "embedded": {"embedded_model", "embedded_engine", "embedded_settings", "embedded_app"},
     "export": {"tiny_model", "finetune_settings", "tiny_run", "trained_run", "exported_run"},
     "postgres": {"postgres_server"},
+    "ray": {"ray_cluster"},
 }
 
 
@@ -286,3 +287,21 @@ def database_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'copilot.db'}"
     return request.getfixturevalue("postgres_server")()
+
+
+# -- Ray: one local instance for the session, for the tests that ask for it (marked `ray`) ------------
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real local Ray (``ray.init(num_cpus=2)``) shared by the tests that use it; fails, never skips,
+    when Ray cannot start."""
+    import ray
+
+    if not ray.is_initialized():
+        try:
+            ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)  # a new instance, never a cluster `ray start` left running
+        except Exception as exc:  # noqa: BLE001
+            pytest.fail(f"Ray did not start: {exc} (or deselect the Ray tests with -m 'not ray')")
+    yield ray
+    ray.shutdown()

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import TextIO
 
 from copilot.audit.log import AuditError, AuditIntegrityError, AuditLog, NoAuditLog
+from copilot.audit.shared import open_audit_log
 
 HEAD_RE = re.compile(r"^(\d+):([0-9a-f]{64})$")
 SHOW_COLUMNS = (("seq", 6), ("timestamp", 32), ("user", 14), ("role", 12), ("action", 10), ("patient", 16),
@@ -62,7 +63,7 @@ def _open(args) -> AuditLog | int:
     (or when a head kept elsewhere says a log existed where there is none)."""
     settings = args.settings
     try:
-        return AuditLog(settings.audit_db, anchor_path=settings.audit_anchor_path, create=False)
+        return open_audit_log(settings, create=False)
     except NoAuditLog as exc:
         expected = getattr(args, "expect_head", None)
         if expected and expected[0] > 0:

@@ -131,8 +131,9 @@ BEGIN SELECT RAISE(ABORT, 'audit log is append-only: INSERT must extend the chai
 COLUMNS = ("seq", "timestamp", "user", "role", "action", "patient_ref", "model_id", "model_version",
            "knowledge_snapshot", "input_hash", "output_hash", "sources", "tokens", "latency_ms", "outcome", "detail",
            "prev_hash", "hash")
-SELECT = f"SELECT {', '.join(COLUMNS)} FROM entries"
-INSERT = f"INSERT INTO entries ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+QUOTED = ", ".join(f'"{c}"' for c in COLUMNS)  # quoted: "user" is a reserved word in PostgreSQL
+SELECT = f"SELECT {QUOTED} FROM entries"
+INSERT = f"INSERT INTO entries ({QUOTED}) VALUES ({', '.join('?' * len(COLUMNS))})"
 
 
 class AuditError(Exception):
@@ -300,6 +301,9 @@ class AuditLog:
     their own short-lived connections, so exporting a long log never blocks requests.
     """
 
+    TABLE = "entries"  # the shared store (copilot.audit.shared) names its table audit_entries
+    SELECT, INSERT = SELECT, INSERT
+
     def __init__(self, path: str | os.PathLike, key_path: str | os.PathLike | None = None, create: bool = True,
                  anchor_path: str | os.PathLike | None = None):
         """``anchor_path``: the copy of the head anchor kept outside the audit folder (None: none).
@@ -309,15 +313,7 @@ class AuditLog:
         self.head_path = self.path.with_suffix(".head")
         self.anchor_path = Path(anchor_path) if anchor_path else None
         self._lock_path = self.path.with_suffix(".head.lock")
-        self._lock = threading.Lock()
-        self._pending: list[_Ticket] = []  # appends waiting for the next group commit
-        self._pending_lock = threading.Lock()
-        self._anchor_cond = threading.Condition()
-        self._anchor_due: tuple[int, str] | None = None  # the newest (seq, hash) the anchors still lack
-        self._anchor_busy = False
-        self._anchor_writer: tuple[int, threading.Thread] | None = None  # (pid, thread)
-        self._conn: sqlite3.Connection | None = None
-        self._conn_pid = 0
+        self._init_state()
         if not self.path.exists():
             for label, anchor_file, anchor in self._anchors():
                 if anchor and anchor[0] > 0:
@@ -356,6 +352,17 @@ class AuditLog:
             self._advance_anchor(0, GENESIS_HASH, create=True)
         elif create and self.anchor_path is not None and not self.anchor_path.exists():
             self._copy_anchor_outside()
+
+    def _init_state(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: list[_Ticket] = []  # appends waiting for the next group commit
+        self._pending_lock = threading.Lock()
+        self._anchor_cond = threading.Condition()
+        self._anchor_due: tuple[int, str] | None = None  # the newest (seq, hash) the anchors still lack
+        self._anchor_busy = False
+        self._anchor_writer: tuple[int, threading.Thread] | None = None  # (pid, thread)
+        self._conn: Any = None
+        self._conn_pid = 0
 
     @classmethod
     def for_home(cls, home: str | os.PathLike, **kwargs) -> AuditLog:
@@ -543,10 +550,9 @@ class AuditLog:
     def _commit(self, conn: sqlite3.Connection, batch: list[_Ticket]) -> None:
         """One transaction for ``batch``, chained in order; every ticket gets its entry or the error."""
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(self.BEGIN_WRITE)
             try:
-                row = conn.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
-                seq, prev_hash = (row[0], row[1]) if row else (0, GENESIS_HASH)
+                seq, prev_hash = self._locked_head(conn)
                 for ticket in batch:
                     seq += 1
                     timestamp = datetime.now(timezone.utc).isoformat(timespec="microseconds")
@@ -556,10 +562,10 @@ class AuditLog:
                     ticket.entry = AuditEntry(**{**unsigned, "sources": ticket.values["sources"], "hash": prev_hash})
                     record = ticket.entry.to_dict()
                     record["sources"] = json.dumps(record["sources"], ensure_ascii=False)
-                    conn.execute(INSERT, [record[c] for c in COLUMNS])
+                    conn.execute(self.INSERT, [record[c] for c in COLUMNS])
                 conn.execute("COMMIT")
             except BaseException:
-                with contextlib.suppress(sqlite3.Error):
+                with contextlib.suppress(Exception):
                     conn.execute("ROLLBACK")
                 raise
         except BaseException as exc:
@@ -573,6 +579,13 @@ class AuditLog:
         for ticket in batch:
             ticket.done = True
         self._anchor_soon(batch[-1].entry.seq, batch[-1].entry.hash)
+
+    BEGIN_WRITE = "BEGIN IMMEDIATE"  # SQLite: take the write lock now, before reading the head
+
+    def _locked_head(self, conn) -> tuple[int, str]:
+        """(seq, hash) of the last entry, read inside the write transaction that serialises appends."""
+        row = conn.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
+        return (row[0], row[1]) if row else (0, GENESIS_HASH)
 
     # -- anchors written behind the appends ------------------------------------------------
 
@@ -621,20 +634,22 @@ class AuditLog:
         if limit is not None and limit < 0:
             raise ValueError("limit must be >= 0")
         with self._reader() as conn:
-            cursor = conn.execute(f"{SELECT} WHERE seq > ? ORDER BY seq LIMIT ?",
-                                  (after_seq, -1 if limit is None else limit))
+            if limit is None:
+                cursor = conn.execute(f"{self.SELECT} WHERE seq > ? ORDER BY seq", (after_seq,))
+            else:
+                cursor = conn.execute(f"{self.SELECT} WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit))
             for row in cursor:
                 yield AuditEntry.from_row(row)
 
     def head(self) -> tuple[int, str]:
         """(seq, hash) of the newest entry; (0, GENESIS_HASH) when the log is empty."""
         with self._reader() as conn:
-            row = conn.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
+            row = conn.execute(f"SELECT seq, hash FROM {self.TABLE} ORDER BY seq DESC LIMIT 1").fetchone()
         return (row[0], row[1]) if row else (0, GENESIS_HASH)
 
     def count(self) -> int:
         with self._reader() as conn:
-            return conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+            return conn.execute(f"SELECT COUNT(*) FROM {self.TABLE}").fetchone()[0]
 
     def verify(self, expect_head: tuple[int, str] | None = None) -> VerifyResult:
         """Recompute the chain; the first bad entry and why, or ok.
@@ -656,7 +671,7 @@ class AuditLog:
             head: tuple[int, str] = (0, GENESIS_HASH)
             at: dict[int, str] = {}
             with self._reader() as conn:
-                for row in conn.execute(f"{SELECT} ORDER BY seq"):
+                for row in conn.execute(f"{self.SELECT} ORDER BY seq"):
                     entry = AuditEntry.from_row(row)
                     count += 1
                     problem = self._check(conn, entry, expected_seq, previous)
@@ -699,7 +714,7 @@ class AuditLog:
                                       f"{page_size * pages} bytes its header records (truncated); restore it from "
                                       "backup")
 
-    def _check(self, conn: sqlite3.Connection, entry: AuditEntry, expected_seq: int,
+    def _check(self, conn, entry: AuditEntry, expected_seq: int,
                previous: AuditEntry | None) -> tuple[int, str] | None:
         seq = entry.seq
         if seq != expected_seq:
@@ -711,7 +726,7 @@ class AuditLog:
             return expected_seq, f"{missing} missing: seq jumps from {after} to {seq} (deleted)"
         prev_hash = previous.hash if previous else GENESIS_HASH
         if entry.prev_hash != prev_hash:
-            linked = conn.execute("SELECT seq FROM entries WHERE hash = ? AND seq != ?",
+            linked = conn.execute(f"SELECT seq FROM {self.TABLE} WHERE hash = ? AND seq != ?",
                                   (entry.prev_hash, seq)).fetchone()
             before = f"entry {previous.seq}" if previous else "the start of the log"
             if linked:

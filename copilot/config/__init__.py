@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     qc_jurisdiction: Literal["CN", "US"] = Field("CN", description="Whose documentation time limits QC applies: "
                                                  "CN (《病历书写基本规范》) or US (42 CFR 482).")
 
+    ray_address: str | None = Field(None, description="Ray cluster that runs the QC batch jobs uploaded through "
+                                    "the API: auto (the cluster `ray start` joined this machine to), HOST:PORT of "
+                                    "its head, or ray://HOST:10001 (default: unset, local processes).")
+
     qc_precision_floor: float = Field(0.7, ge=0, le=1, description="A QC rule whose reviewed findings are "
                                       "confirmed less often than this (confirmed / (confirmed + dismissed)) is "
                                       "flagged for retuning.")

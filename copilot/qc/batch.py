@@ -58,10 +58,15 @@ def _row(loaded: Loaded, status: str, error: str | None, findings: list) -> dict
 
 
 def _check(loaded: Loaded) -> dict:
+    return check_record(_runner, loaded)
+
+
+def check_record(runner, loaded: Loaded) -> dict:
+    """One result line for one loaded input (what local workers and Ray actors both run)."""
     if loaded.error is not None:
         return _row(loaded, "error", f"{loaded.position}: {loaded.error}", [])
     try:
-        return _row(loaded, "ok", None, _runner.check(loaded.record))
+        return _row(loaded, "ok", None, runner.check(loaded.record))
     except Exception as exc:  # one bad record must not stop the batch
         return _row(loaded, "error", f"{loaded.position}: QC failed: {exc}", [])
 
@@ -133,9 +138,11 @@ def _check_resumable(done: set[str], positions: Iterable[str], out: Path) -> Non
 
 def run_batch(paths: list[Path], out: Path, home: Path, workers: int = 1, resume: bool = False,
               overwrite: bool = False, encoding: str | None = None, jurisdiction: str = "CN",
-              model_pass=None, show_progress: bool = True, relative_to: Path | None = None) -> Summary:
+              model_pass=None, show_progress: bool = True, relative_to: Path | None = None,
+              ray_address: str | None = None) -> Summary:
     """QC every record of ``paths`` into ``out``. ``relative_to``: name inputs relative to this folder
-    in results and errors (a job's folder: no server path reaches its owner)."""
+    in results and errors (a job's folder: no server path reaches its owner). ``ray_address``: check
+    on that Ray cluster (copilot.qc.distributed) instead of local processes; same output, same resume."""
     out = Path(out)
     if out.exists() and not (resume or overwrite):
         raise BatchError(f"{out} exists; pass --resume to continue it or --overwrite to replace it")
@@ -166,34 +173,51 @@ def run_batch(paths: list[Path], out: Path, home: Path, workers: int = 1, resume
             yield loaded
 
     bar = tqdm(total=count_inputs(paths), disable=not show_progress, unit="record", file=sys.stderr, desc="QC")
-    pool = None
-    if workers > 1:
+    pool = ray_pool = None
+    if ray_address:
+        from copilot.qc.distributed import RayPool
+
+        try:
+            ray_pool = RayPool(ray_address, home, jurisdiction, actors=workers if workers > 1 else None,
+                               check=check_record)
+        except BaseException:
+            bar.close()
+            raise
+    elif workers > 1:
         pool = multiprocessing.get_context("fork").Pool(workers, _init_worker, (str(home), jurisdiction))
     else:
         _init_worker(str(home), jurisdiction)
     try:
         with out.open("a", encoding="utf-8") as handle:
+            def write(result: dict, record) -> None:
+                if model_pass and result["status"] == "ok":
+                    result["findings"] += model_pass(record)
+                handle.write(json.dumps(result, ensure_ascii=False) + "\n")
+                handle.flush()
+                summary.records += 1
+                summary.errors += result["status"] == "error"
+                summary.findings += len(result["findings"])
+                for finding in result["findings"]:
+                    summary.by_category[finding["category"]] = summary.by_category.get(finding["category"], 0) + 1
+                bar.update(1)
+
             items = pending()
-            while True:
+            if ray_pool is not None:
+                for loaded, result in ray_pool.map(items):
+                    write(result, loaded.record)
+            while ray_pool is None:
                 window = list(islice(items, WINDOW))
                 if not window:
                     break
                 results = pool.imap_unordered(_check, window, chunksize=8) if pool else map(_check, window)
                 by_position = {loaded.position: loaded for loaded in window} if model_pass else {}
                 for result in results:
-                    if model_pass and result["status"] == "ok":
-                        result["findings"] += model_pass(by_position[position(result)].record)
-                    handle.write(json.dumps(result, ensure_ascii=False) + "\n")
-                    handle.flush()
-                    summary.records += 1
-                    summary.errors += result["status"] == "error"
-                    summary.findings += len(result["findings"])
-                    for finding in result["findings"]:
-                        summary.by_category[finding["category"]] = summary.by_category.get(finding["category"], 0) + 1
-                    bar.update(1)
+                    write(result, by_position[position(result)].record if model_pass else None)
             os.fsync(handle.fileno())
     finally:
         bar.close()
+        if ray_pool is not None:
+            ray_pool.close()
         if pool:
             pool.close()
             pool.join()

@@ -36,7 +36,7 @@ def cmd_qc(args) -> int:
     summary = run_batch([Path(p) for p in args.paths], args.out, settings.knowledge_dir, workers=args.workers, resume=args.resume,
                         overwrite=args.overwrite, encoding=args.encoding,
                         jurisdiction=args.jurisdiction or settings.qc_jurisdiction,
-                        model_pass=model_pass, show_progress=not args.quiet)
+                        model_pass=model_pass, show_progress=not args.quiet, ray_address=args.ray)
     print(f"{summary.records - summary.errors} records checked, {summary.errors} not checked"
           + (f", {summary.skipped} already done before" if summary.skipped else "")
           + f"; {summary.findings} findings" + (": " if summary.findings else "")
@@ -115,6 +115,11 @@ def register(commands) -> None:
     qc.add_argument("--llm", action="store_true", help="add a model-generated consistency review (labelled origin=model)")
     qc.add_argument("--model-dir", type=Path, help="exported model for --llm (default: the served model)")
     qc.add_argument("--quiet", action="store_true", help="no progress bar")
+    qc.add_argument("--ray", nargs="?", const="auto", metavar="ADDRESS",
+                    help="check on a Ray cluster: auto (the one `ray start` runs on this machine, the default), "
+                         "HOST:PORT of its head, ray://HOST:10001, or local (a private Ray for this run); "
+                         "--workers then sets the number of actors (default: one per CPU of the cluster). Same "
+                         "output, in input order, and the same --resume as a local run")
     report = qc.add_argument_group("rules-report options")
     report.add_argument("--floor", type=float, help="precision below which a rule is flagged (default: "
                                                     "$COPILOT_QC_PRECISION_FLOOR)")
@@ -122,6 +127,7 @@ def register(commands) -> None:
                                                         "$COPILOT_QC_PRECISION_MIN_REVIEWS)")
     report.add_argument("--json", action="store_true", help="print the report as JSON")
     from copilot.db import DatabaseError
+    from copilot.qc.distributed import RayUnavailable
 
     qc.set_defaults(func=cmd_qc, user_errors=(BatchError, NoSnapshot, RuleError, EngineError, CommandError,
-                                              DatabaseError))
+                                              DatabaseError, RayUnavailable))

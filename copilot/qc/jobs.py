@@ -134,26 +134,46 @@ class JobStore:
             _check_first_line(staging / INPUT)
             job = Job(id=job_id, owner=owner, created=now(), total=total, input_bytes=size, input_sha256=digest)
             _write_json(staging / UPLOAD, {k: getattr(job, k) for k in UPLOAD_FIELDS})
-            _write_json(staging / STATE, job.to_json())
+            if self.STATE_IN_FOLDER:
+                _write_json(staging / STATE, job.to_json())
             os.replace(staging, self.root / job_id)
             fsync_dir(self.root)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+        if not self.STATE_IN_FOLDER:
+            self._save(job)  # after the folder is complete; a crash before leaves upload.json to recover from
         return job
+
+    # -- where job state lives: job.json here, a database row in SharedJobStore ----------------
+
+    STATE_IN_FOLDER = True
+
+    def _load(self, job_id: str) -> Job:
+        """The saved state; FileNotFoundError when there is none, ValueError/TypeError when damaged."""
+        return Job.from_json(_read_json(self.path(job_id, STATE)))
+
+    def _save(self, job: Job) -> None:
+        _write_json(self.path(job.id, STATE), job.to_json())
+
+    @contextlib.contextmanager
+    def _transaction(self, job_id: str) -> Iterator[None]:
+        """Read-modify-write of one job's state, serialised against every other writer."""
+        with self._lock:
+            yield
 
     def get(self, job_id: str) -> Job | None:
         try:
-            path = self.path(job_id, STATE)
+            folder = self.folder(job_id)
         except KeyError:
             return None
         try:
-            return Job.from_json(_read_json(path))
+            return self._load(job_id)
         except FileNotFoundError:
-            if not path.parent.is_dir():
+            if not folder.is_dir():
                 return None
         except (ValueError, TypeError) as exc:
-            log.warning("QC job %s: %s is damaged (%s)", job_id, STATE, exc)
+            log.warning("QC job %s: its state is damaged (%s)", job_id, exc)
         return self._recover(job_id)
 
     def _recover(self, job_id: str) -> Job:
@@ -168,24 +188,24 @@ class JobStore:
             log.error("QC job %s: its state cannot be rebuilt (%s); marked failed", job_id, exc)
             job = Job(id=job_id, owner="", created=now(), status="failed", finished=now(),
                       error="the job's state files are damaged; upload the records again")
-        _write_json(self.path(job_id, STATE), job.to_json())
+        self._save(job)
         return job
 
     def update(self, job_id: str, **changes) -> Job:
         """Read-modify-write under the store's lock, so the runner's progress and a cancel never
         overwrite each other."""
-        with self._lock:
+        with self._transaction(job_id):
             job = self.get(job_id)
             if job is None:
                 raise KeyError(job_id)
             for key, value in changes.items():
                 setattr(job, key, value)
-            _write_json(self.path(job_id, STATE), job.to_json())
+            self._save(job)
             return job
 
     def claim(self, job_id: str) -> Job | None:
         """Mark an unfinished job running, unless it is finished or a cancel was asked for."""
-        with self._lock:
+        with self._transaction(job_id):
             job = self.get(job_id)
             if job is None or job.status not in UNFINISHED:
                 return None
@@ -193,12 +213,12 @@ class JobStore:
                 job.status, job.finished = "cancelled", now()
             else:
                 job.status, job.started, job.error, job.rate = "running", job.started or now(), None, None
-            _write_json(self.path(job_id, STATE), job.to_json())
+            self._save(job)
             return job if job.status == "running" else None
 
     def request_cancel(self, job_id: str) -> Job:
         """A queued job is cancelled at once; a running one is flagged for its runner."""
-        with self._lock:
+        with self._transaction(job_id):
             job = self.get(job_id)
             if job is None:
                 raise KeyError(job_id)
@@ -206,7 +226,7 @@ class JobStore:
                 job.cancel_requested = True
                 if job.status == "queued":
                     job.status, job.finished = "cancelled", now()
-                _write_json(self.path(job_id, STATE), job.to_json())
+                self._save(job)
             return job
 
     def list(self, owner: str | None = None) -> list[Job]:
@@ -260,8 +280,11 @@ class JobRunner:
     """One daemon thread that runs queued jobs one at a time, in submission order."""
 
     def __init__(self, store: JobStore, knowledge_home: Path, jurisdiction: str = "CN",
-                 nice: int = BATCH_NICE, interval: float = PROGRESS_INTERVAL_S):
+                 nice: int = BATCH_NICE, interval: float = PROGRESS_INTERVAL_S, ray_address: str | None = None):
+        """``ray_address``: run each job's records on that Ray cluster (COPILOT_RAY_ADDRESS); results,
+        progress, cancel and resume stay here, since this process writes every result line."""
         self.store = store
+        self.ray_address = ray_address
         self.knowledge_home = Path(knowledge_home)
         self.jurisdiction = jurisdiction
         self.nice = nice
@@ -362,7 +385,7 @@ class JobRunner:
             try:
                 run_batch([folder / INPUT], results, self.knowledge_home, workers=1, resume=True,
                           jurisdiction=self.jurisdiction, model_pass=checkpoint, show_progress=False,
-                          relative_to=folder)
+                          relative_to=folder, ray_address=self.ray_address)
             except BaseException as exc:  # reported by the waiting thread
                 outcome["error"] = exc
 
@@ -376,7 +399,9 @@ class JobRunner:
                 done, errors = progress.read()
                 elapsed = time.monotonic() - started
                 rate = round((done - first) / elapsed, 2) if done > first else None
-                self.store.update(job.id, done=done, errors=errors, rate=rate)
+                current = self.store.update(job.id, done=done, errors=errors, rate=rate)
+                if current.cancel_requested:  # asked through another server sharing the job's state
+                    self._cancelled.add(job.id)
             except (OSError, ValueError) as exc:  # progress is advisory; never leave the batch unattended
                 log.warning("QC job %s: progress not saved: %s", job.id, exc)
         done, errors = progress.read()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from copilot.users.store import ROLES, UserError, UserStore
+from copilot.users.store import ROLES, UserError, UserStore, open_user_store
 
 
 def _store(args) -> UserStore:
-    return UserStore(args.settings.users_db)
+    return open_user_store(args.settings)
 
 
 def cmd_add(args) -> int:

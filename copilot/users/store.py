@@ -1,4 +1,6 @@
-"""Users, roles and credentials, kept in COPILOT_HOME/users.db.
+"""Users, roles and credentials, kept in COPILOT_HOME/users.db, or in the instance database
+(``users`` table) when COPILOT_DATABASE_URL is set, so that every replica signs the same people in
+and ending a session on one ends it on all (``SharedUserStore``, ``open_user_store``).
 
 API tokens are 256-bit random strings shown once at creation; only their SHA-256 is stored
 (a token has full entropy, so a slow hash adds nothing). Sidebar passwords, which people
@@ -94,6 +96,8 @@ def _dummy_hash() -> str:
 
 
 class UserStore:
+    INTEGRITY_ERRORS: tuple[type[Exception], ...] = (sqlite3.IntegrityError,)
+
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -111,6 +115,15 @@ class UserStore:
             self._local.db = db
         return db
 
+    def _rows(self, sql: str, params: tuple = ()) -> list:
+        """Rows (by column name) of a query with ``?`` placeholders."""
+        return self._connect().execute(sql, params).fetchall()
+
+    def _write(self, sql: str, params: tuple = ()) -> int:
+        """Run one change in its own transaction; the number of rows it changed."""
+        with self._connect() as db:
+            return db.execute(sql, params).rowcount
+
     def add(self, name: str, role: str, department: str | None = None) -> str:
         """Create a user; returns the API token, which is not stored and cannot be shown again."""
         if not NAME.match(name or ""):
@@ -120,11 +133,10 @@ class UserStore:
         department = _department(department, role)
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         try:
-            with self._connect() as db:
-                db.execute("INSERT INTO users (name, role, token_hash, created, department) VALUES (?, ?, ?, ?, ?)",
-                           (name, role, _token_hash(token), datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                            department))
-        except sqlite3.IntegrityError:
+            self._write("INSERT INTO users (name, role, token_hash, created, department) VALUES (?, ?, ?, ?, ?)",
+                        (name, role, _token_hash(token), datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                         department))
+        except self.INTEGRITY_ERRORS:
             raise UserError(f"user {name!r} already exists (use `copilot users token {name}` for a new token)") from None
         return token
 
@@ -157,15 +169,13 @@ class UserStore:
         """Change a user's credentials (columns of this module's own choosing); every change ends
         the user's sidebar sessions."""
         assignments = [f"{column} = ?" for column in changes] + ["session_version = session_version + 1"]
-        with self._connect() as db:
-            changed = db.execute(f"UPDATE users SET {', '.join(assignments)} WHERE name = ?",
-                                 (*changes.values(), name)).rowcount
+        changed = self._write(f"UPDATE users SET {', '.join(assignments)} WHERE name = ?", (*changes.values(), name))
         if not changed:
             raise UserError(f"no such user: {name!r}")
 
     def get(self, name: str) -> User | None:
-        row = self._connect().execute(f"SELECT {COLUMNS} FROM users WHERE name = ?", (name,)).fetchone()
-        return User.from_row(row) if row else None
+        rows = self._rows(f"SELECT {COLUMNS} FROM users WHERE name = ?", (name,))
+        return User.from_row(rows[0]) if rows else None
 
     def session_user(self, session_id: str) -> User | None:
         """The user a sidebar session (``User.get_id()``) names, if that session is still valid:
@@ -175,14 +185,13 @@ class UserStore:
         return user if user is not None and user.is_active and user.session_version == int(version) else None
 
     def list(self) -> list[User]:
-        rows = self._connect().execute(f"SELECT {COLUMNS} FROM users ORDER BY name").fetchall()
+        rows = self._rows(f"SELECT {COLUMNS} FROM users ORDER BY name")
         return [User.from_row(r) for r in rows]
 
     def by_token(self, token: str) -> User | None:
         if not token.startswith(TOKEN_PREFIX) or len(token) > 128:
             return None
-        row = self._connect().execute(f"SELECT {COLUMNS} FROM users WHERE token_hash = ?",
-                                      (_token_hash(token),)).fetchone()
+        row = next(iter(self._rows(f"SELECT {COLUMNS} FROM users WHERE token_hash = ?", (_token_hash(token),))), None)
         if row is None or row["disabled"]:
             return None
         return User.from_row(row)
@@ -192,8 +201,8 @@ class UserStore:
 
         Exactly one scrypt verification on every path (against the user's hash, or a dummy one),
         so an unknown or disabled user, or one without a password, answers in the same time."""
-        row = self._connect().execute(f"SELECT {COLUMNS}, token_hash, password_hash FROM users WHERE name = ?",
-                                      (name,)).fetchone()
+        row = next(iter(self._rows(f"SELECT {COLUMNS}, token_hash, password_hash FROM users WHERE name = ?",
+                                   (name,))), None)
         password_hash = row["password_hash"] if row is not None and row["password_hash"] else _dummy_hash()
         password_ok = check_password_hash(password_hash, secret)
         if row is None or row["disabled"]:
@@ -221,3 +230,37 @@ def _add_missing_columns(db: sqlite3.Connection) -> None:
     for name, definition in ADDED_COLUMNS:
         if name not in present:
             db.execute(f"ALTER TABLE users ADD COLUMN {name} {definition}")
+
+
+class SharedUserStore(UserStore):
+    """The users table of the instance database (SQLAlchemy; PostgreSQL or SQLite), created by the
+    Alembic migration 0002; the same statements as the file store."""
+
+    def __init__(self, url: str):
+        from sqlalchemy.exc import IntegrityError
+
+        from copilot.db import open_database, safe_url
+
+        self.path = safe_url(url)
+        self.engine = open_database(url)
+        self.INTEGRITY_ERRORS = (IntegrityError,)
+        self._placeholder = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+
+    def _sql(self, sql: str) -> str:
+        return sql if self._placeholder == "?" else sql.replace("?", self._placeholder)
+
+    def _rows(self, sql: str, params: tuple = ()) -> list:
+        with self.engine.connect() as connection:
+            return connection.exec_driver_sql(self._sql(sql), tuple(params)).mappings().all()
+
+    def _write(self, sql: str, params: tuple = ()) -> int:
+        with self.engine.begin() as connection:
+            return connection.exec_driver_sql(self._sql(sql), tuple(params)).rowcount
+
+
+def open_user_store(settings) -> UserStore:
+    """The instance's users: in the instance database when COPILOT_DATABASE_URL is set (shared by
+    every server that uses it), else HOME/users.db."""
+    if settings.database_url is not None:
+        return SharedUserStore(settings.database)
+    return UserStore(settings.users_db)

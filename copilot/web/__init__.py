@@ -57,11 +57,11 @@ def create_app(config: Settings | Mapping | None = None, *, engine=None) -> Flas
 
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops)
 
-    from copilot.audit import AuditLog
-    from copilot.users import UserStore
+    from copilot.audit.shared import open_audit_log
+    from copilot.users.store import open_user_store
 
-    app.extensions["copilot.users"] = UserStore(settings.users_db)
-    app.extensions["copilot.audit"] = AuditLog(settings.audit_db, anchor_path=settings.audit_anchor_path)
+    app.extensions["copilot.users"] = open_user_store(settings)
+    app.extensions["copilot.audit"] = open_audit_log(settings)
     app.extensions["copilot.engine"] = engine if engine is not None else _load_engine(app, settings)
 
     from copilot.web import (admission, audit_api, auditing, auth, cds_auth, cds_hooks, draft, generate, health,

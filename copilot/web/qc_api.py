@@ -27,7 +27,7 @@ from flask import Blueprint, Flask, current_app, g, jsonify, request, send_file,
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from copilot.qc.registry import SEVERITIES
-from copilot.qc.jobs import DISK_FULL, RESULTS, Job, JobError, JobRunner, JobStore, JobTooLarge
+from copilot.qc.jobs import DISK_FULL, RESULTS, Job, JobError, JobRunner, JobTooLarge
 from copilot.records.loaders import RecordError, record_from_json, record_from_text
 from copilot.records.model import DOCUMENT_TYPES, Record
 from copilot.web import state
@@ -55,7 +55,10 @@ STYLE = re.compile(r"<style>(.*?)</style>", re.S)
 def init_app(app: Flask) -> None:
     """Start the job runner; jobs a previous process left queued or running are picked up again."""
     settings = app.extensions["copilot.settings"]
-    runner = JobRunner(JobStore(settings.qc_jobs_dir), settings.knowledge_dir, jurisdiction=settings.qc_jurisdiction)
+    from copilot.qc.shared_jobs import open_job_store
+
+    runner = JobRunner(open_job_store(settings), settings.knowledge_dir, jurisdiction=settings.qc_jurisdiction,
+                       ray_address=settings.ray_address)
     app.extensions[EXTENSION] = runner
     runner.start()
     if not app.testing:

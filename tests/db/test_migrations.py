@@ -11,11 +11,14 @@ def test_the_migrated_schema_is_the_declared_one(database_url):
     from alembic.runtime.migration import MigrationContext
 
     from copilot.db import current_revision, head_revision, open_database
-    from copilot.qc.office.tables import metadata
+    from copilot.audit.tables import metadata as audit
+    from copilot.qc.office.tables import metadata as qc_office
+    from copilot.qc.shared_jobs import metadata as jobs
+    from copilot.users.tables import metadata as users
 
     engine = open_database(database_url)
     with engine.connect() as connection:
-        assert compare_metadata(MigrationContext.configure(connection), metadata) == []
+        assert compare_metadata(MigrationContext.configure(connection), [qc_office, audit, users, jobs]) == []
     assert current_revision(engine) == head_revision()
     open_database(database_url)  # a second start finds nothing to do
     assert current_revision(engine) == head_revision()
