@@ -54,21 +54,42 @@ class Mention:
         return self.dose * (self.per_day if self.per_day is not None else 1)
 
 
-def frequency_per_day(text: str | None) -> float | None:
-    """The first frequency expression in ``text`` (as given after a dose) in doses per day."""
+_ZH_COUNT = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6}
+_COUNT_PER_DAY = re.compile(r"(\d+|one|two|three|four|five|six)\s*(?:x|times)\s*(?:a|per|/|each|every)\s*day", re.I)
+_EVERY_HOURS = re.compile(r"every\s+(\d+)\s*hours?|\bq\s?(\d+)\s?h\b", re.I)
+_ZH_PER_DAY = re.compile(r"(?:每日|每天|一日|一天|日)\s*([一二两三四五六\d])\s*次")
+_ZH_ONCE = re.compile(r"每晚|睡前|每早|晨起")
+_WORD_COUNT = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6}
+
+
+def find_frequency(text: str | None) -> tuple[int, int, float] | None:
+    """(start, end, doses per day) of the first frequency expression in ``text``: q6h, BID, twice daily,
+    3 times a day, 每日3次, 一天两次."""
     if not text:
         return None
-    hits = [(m.start(), per_day) for pattern, per_day in _FREQUENCY for m in [pattern.search(text)] if m]
-    if hits:
-        return min(hits)[1]
-    match = re.search(r"(\d+)\s*(?:x|times)\s*(?:a|per|/)\s*day", text, re.I)
-    if match:
-        return float(match.group(1))
-    match = re.search(r"every\s+(\d+)\s*hours?|q\s?(\d+)\s?h", text, re.I)
-    if match:
+    hits = [(m.start(), m.end(), per_day) for pattern, per_day in _FREQUENCY for m in [pattern.search(text)] if m]
+    for match in _COUNT_PER_DAY.finditer(text):
+        count = match.group(1).lower()
+        hits.append((match.start(), match.end(), float(_WORD_COUNT.get(count) or count)))
+    for match in _EVERY_HOURS.finditer(text):
         hours = int(match.group(1) or match.group(2))
-        return 24 / hours if hours else None
-    return None
+        if hours:
+            hits.append((match.start(), match.end(), 24 / hours))
+    for match in _ZH_PER_DAY.finditer(text):
+        count = match.group(1)
+        hits.append((match.start(), match.end(), float(_ZH_COUNT.get(count) or count)))
+    for match in _ZH_ONCE.finditer(text):
+        hits.append((match.start(), match.end(), 1.0))
+    if not hits:
+        return None
+    start = min(h[0] for h in hits)
+    return max((h for h in hits if h[0] == start), key=lambda h: h[1] - h[0])
+
+
+def frequency_per_day(text: str | None) -> float | None:
+    """The first frequency expression in ``text`` (as given after a dose) in doses per day."""
+    found = find_frequency(text)
+    return found[2] if found else None
 
 
 def convert(amount: float, unit: str, target: str) -> float | None:
