@@ -46,6 +46,9 @@ _SMALL = {w: str(i) for i, w in enumerate("zero one two three four five six seve
 _SMALL_WORD = re.compile(r"\b(" + "|".join(_SMALL) + r")\b", re.I)
 _SPOKEN_BP = re.compile(r"\b(\d) (\d\d) over (\d+)\b")
 _OVER = re.compile(r"\b(\d+) over (\d+)\b")
+_SPOKEN_YEAR = re.compile(r"\b(19|20) ([1-9]\d)\b")
+_SPELLED_MG = re.compile(r"\b(\d+(?:\.\d+)?)\s*M\.?\s?G\b\.?", re.I)
+_SPELLED_LETTERS = re.compile(r"\b[A-Z](?: [A-Z]){1,3}\b(?! [a-z])|\b[A-Z](?: [A-Z]){1,3}(?= scan| test)")
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,9 @@ def normalize_spoken(text: str) -> str:
     except Exception:  # the parser is best effort; the raw text is still usable
         pass
     text = _SMALL_WORD.sub(lambda m: _SMALL[m.group(1).lower()], text)
+    text = _SPOKEN_YEAR.sub(r"\1\2", text)  # "nineteen ninety nine" -> "19 99" -> "1999"
+    text = _SPELLED_MG.sub(r"\1 mg", text)  # "ten M G"
+    text = _SPELLED_LETTERS.sub(lambda m: m.group().replace(" ", ""), text)  # "C T scan", "E K G"
     text = _SPOKEN_BP.sub(r"\1\2/\3", text)
     return _OVER.sub(r"\1/\2", text)
 

@@ -78,7 +78,10 @@ def _clause(text: str, start: int, end: int, boundaries: str) -> tuple[int, int]
     return left, min(rights) if rights else len(text)
 
 
-def _cue_before(rules: _Rules, pattern: re.Pattern | None, text: str, left: int, start: int) -> bool:
+MAX_SCOPE_WORDS = 6  # an English pre-cue reaches this many words, or further through a comma list
+
+
+def _cue_before(rules: _Rules, pattern: re.Pattern | None, text: str, left: int, start: int, latin: bool) -> bool:
     if pattern is None:
         return False
     window = text[left:start]
@@ -87,6 +90,8 @@ def _cue_before(rules: _Rules, pattern: re.Pattern | None, text: str, left: int,
         if any(a <= cue.start() < b for a, b in pseudo):
             continue
         between = window[cue.end():]
+        if latin and len(between.split()) > MAX_SCOPE_WORDS and "," not in between:
+            continue  # "without relief of symptoms and desires surgical treatment": out of reach
         if rules.terminators is None or not rules.terminators.search(between):
             return True
     return False
@@ -99,7 +104,7 @@ def polarity(text: str, start: int, end: int) -> str:
     rules = _rules()["chinese" if chinese else "english"]
     left, right = _clause(text, start, end, rules.boundaries)
     for state in (NEGATED, FAMILY):
-        if _cue_before(rules, rules.pre.get(state), text, left, start):
+        if _cue_before(rules, rules.pre.get(state), text, left, start, not chinese):
             return state
         post = rules.post.get(state)
         if post is not None and post.search(text[end:right]):
