@@ -50,7 +50,7 @@ def append(draft: str, sentence: str, target: str, kind: str):
 
 
 def english_pairs(rng: random.Random, graph) -> list[dict]:
-    from copilot.drafting.facts import medication_facts, normalize_spoken
+    from copilot.drafting.facts import SourceFacts, findings, medication_facts, normalize_spoken
     from copilot.text.negation import polarity
 
     rows = []
@@ -112,7 +112,8 @@ def english_pairs(rng: random.Random, graph) -> list[dict]:
             continue
         med = meds[0]
         amount, unit = med.dose[2].split()
-        per_day = med.frequency[2] if med.frequency and med.frequency[2] in FREQ_WORDS else None
+        said = {m.frequency[2] for m in meds if m.generic == med.generic and m.frequency}
+        per_day = med.frequency[2] if med.frequency and med.frequency[2] in FREQ_WORDS and len(said) == 1 else None
         origin, pid = f"aci-bench/{split}/{visit['file']}", f"en-aci-{split}-{visit['file']}"
         freq = f" {FREQ_WORDS[per_day]}" if per_day else ""
         name = med.text.capitalize()
@@ -129,16 +130,14 @@ def english_pairs(rng: random.Random, graph) -> list[dict]:
             start = draft.index(other)
             out.append(pair(pid + "-frequency_change", "en", origin, source, draft, "frequency_change",
                             [(start, start + len(other), "frequency")]))
-        lowered = spoken.lower()
-        negated = [f for f in NEGATED_FINDINGS
-                   if any(polarity(lowered, m.start(), m.end()) == "negated" for m in re.finditer(rf"\b{f}\b", lowered))
-                   and not any(polarity(lowered, m.start(), m.end()) != "negated" for m in re.finditer(rf"\b{f}\b", lowered))]
+        stated = SourceFacts([source]).findings
+        negated = [f for f in NEGATED_FINDINGS for found in findings(f)[:1] if stated.get(found.id) == {"negated"}]
         if negated:
             draft = f"History of {negated[0]}. " + faithful
             out.append(pair(pid + "-negation_flip", "en", origin, source, draft, "negation_flip",
                             [(11, 11 + len(negated[0]), "finding")]))
         sides = re.search(r"\b(left|right) (knee|elbow|shoulder|ankle|wrist|hip|foot|hand|arm|leg)\b", spoken.lower())
-        if sides:
+        if sides and not re.search(rf"\b{ {'left': 'right', 'right': 'left'}[sides.group(1)]} {sides.group(2)}", spoken.lower()):
             flipped = {"left": "right", "right": "left"}[sides.group(1)]
             draft = f"{flipped.capitalize()} {sides.group(2)} pain. " + faithful
             out.append(pair(pid + "-side_flip", "en", origin, source, draft, "side_flip",

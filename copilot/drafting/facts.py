@@ -41,7 +41,7 @@ _LATERALITY = re.compile(r"\b(left|right|bilateral)(?:[\s-]+(?:sided?|upper|lowe
                          r"[\s-]+([a-z]+)", re.I)
 _LATERALITY_ZH = re.compile(r"(左|右|双)侧?(上肢|下肢|上臂|前臂|大腿|小腿|乳房|肩|肘|腕|手|髋|膝|踝|足|眼|耳|肺|肾|腿|臂|胸|腹|腰|颈|"
                             r"[\u4e00-\u9fff])")
-_LATERAL_WORDS = {"left": "left", "right": "right", "bilateral": "bilateral", "左": "left", "右": "right", "双": "bilateral"}
+_LATERAL_WORDS = {"left": "left", "right": "right", "bilateral": "bilateral", "both": "bilateral", "左": "left", "右": "right", "双": "bilateral"}
 _SMALL = {w: str(i) for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve".split())}
 _SMALL_WORD = re.compile(r"\b(" + "|".join(_SMALL) + r")\b", re.I)
 _SPOKEN_BP = re.compile(r"\b(\d) (\d\d) over (\d+)\b")
@@ -165,6 +165,8 @@ _DAYS = {"day": 1, "days": 1, "天": 1, "日": 1, "week": 7, "weeks": 7, "wk": 7
          "month": 30, "months": 30, "个月": 30, "月": 30, "year": 365, "years": 365, "年": 365}
 _MED_DOSE = re.compile(rf"(?<![A-Za-z0-9_.])({_NUM})\s*(mg|mcg|µg|ug|g|grams?|milligrams?|micrograms?|units?|iu|u|meq|ml|"
                        r"毫克|克|微克|毫升|单位|U)(?![A-Za-z])", re.I)
+_ANY_DURATION = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)[\s-]*(days?|weeks?|wks?|months?|years?|天|周|星期|个月|年)(?![A-Za-z])"
+                           r"(?![\s-]*old)", re.I)
 _SMALL_BARE = 12  # a bare integer up to this, with no unit, is a count or a list number, not a claim
 
 
@@ -197,7 +199,7 @@ def _vocabulary() -> dict:
         "procedures": procedures, "procedures_longest": max(len(k.split()) for k in procedures),
         "zh_procedures": re.compile("|".join(sorted(map(re.escape, zh_procedures), key=len, reverse=True))),
         "zh_procedure_ids": zh_procedures,
-        "side": re.compile(rf"\b(left|right|bilateral)\b(?:[\s-]+(?:{fillers})){{0,3}}[\s-]+({sites})\b", re.I),
+        "side": re.compile(rf"\b(left|right|bilateral|both)\b(?:[\s-]+(?:{fillers})){{0,3}}[\s-]+({sites})\b", re.I),
         "side_zh": re.compile(r"(左|右|双)侧?(" + "|".join(sorted(map(re.escape, data["body_sites_zh"]), key=len, reverse=True))
                               + ")"),
         "suffixes": tuple(data["drug_suffixes"]),
@@ -206,6 +208,10 @@ def _vocabulary() -> dict:
         "dangling": frozenset(str(w) for w in data["dangling"]),
         "loose": {str(k): frozenset(map(str, v)) for k, v in (data.get("loose_equivalents") or {}).items()},
     }
+
+
+def _days(match: re.Match) -> float:
+    return float(match.group(1)) * _DAYS[match.group(2).lower()]
 
 
 def _dose_key(amount: str, unit: str) -> str:
@@ -329,8 +335,8 @@ class SourceFacts:
             self.frequencies.add(hit[2])
             rest += hit[1]
         self.durations = {float(m.group(1)) * _DAYS[m.group(2).lower()] for m in _DURATION.finditer(text)}
-        self.durations |= {float(m.group(1)) * _DAYS[m.group(2).lower()]
-                           for m in re.finditer(r"(\d+(?:\.\d+)?)\s*(days?|weeks?|months?|years?|天|周|个月|年)", text, re.I)}
+        self.durations |= {_days(m) for m in _ANY_DURATION.finditer(text)}
+        self.durations |= {_DAYS[m.group(1).lower()] for m in re.finditer(r"\ban? (day|week|month|year)\b", text, re.I)}
         self.findings: dict[str, set[str]] = {}
         self.finding_text: dict[str, str] = {}
         for finding in findings(text):
@@ -426,8 +432,10 @@ def _finding_marks(draft: str, source: SourceFacts, taken) -> list[dict]:
             marks.append(_mark(finding.start, finding.end, draft, finding.kind,
                                f"the {noun} '{finding.text}' is not in the encounter"))
             continue
-        if not stated or "asked" in stated or finding.polarity in stated:
+        answered = (stated or set()) - {"asked"}  # a question counts only when nothing else is said
+        if not stated or not answered or finding.polarity in answered:
             continue
+        stated = answered
         said = source.finding_text.get(finding.id, finding.text)
         if finding.polarity == "affirmed" and "negated" in stated:
             reason = f"transcript says no {said}"
@@ -450,6 +458,8 @@ def _side_marks(draft: str, source: SourceFacts, taken) -> list[dict]:
         stated = source.sides.get(site)
         if stated and side not in stated:
             marks.append(_mark(start, end, draft, "side", f"transcript gives the {site} as {' and '.join(sorted(stated))}, not {side}"))
+        elif not stated and side == "bilateral" and (site + "s" in source.words or site + "es" in source.words):
+            continue  # "both knees" from "these old knees"
         elif not stated and side not in source.words and {"left": "左", "right": "右", "bilateral": "双"}[side] not in source.text:
             marks.append(_mark(start, end, draft, "side", f"the encounter does not say which side ({side} {site})"))
     return marks
@@ -525,6 +535,16 @@ def unsupported(draft: str, source: SourceFacts, graph=None, truncated: bool | N
         key = _dose_key(match.group(1), match.group(2))
         if not any(_same_dose(key, d) for d in source.doses) and key.split()[0] not in source.numbers:
             marks.append(_mark(*match.span(), draft, "dose", f"the dose {match.group().strip()} is not stated in the encounter"))
+    for match in _ANY_DURATION.finditer(draft):  # "three days" -> "3 weeks", for symptoms as for drugs
+        if _overlaps(*match.span(), taken):
+            continue
+        taken.append(match.span())
+        if _days(match) not in source.durations:
+            same_number = [f"{d / _DAYS[u]:g} {u}s" for d in sorted(source.durations) for u in ("day", "week", "month", "year")
+                           if abs(d / _DAYS[u] - float(match.group(1))) < 1e-9 and _DAYS[u] != _DAYS[match.group(2).lower()]]
+            reason = (f"transcript says {same_number[0]}" if same_number
+                      else f"the duration {match.group()} is not stated in the encounter")
+            marks.append(_mark(*match.span(), draft, "duration", reason))
     enumerations = {m.end() - 2 for m in _ENUMERATION.finditer(draft)}
     for match in _NUMBER.finditer(draft):
         start, end = match.span()

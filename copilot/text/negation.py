@@ -69,7 +69,7 @@ def _rules() -> dict[str, _Rules]:
     return rules
 
 
-_SPEAKER = re.compile(r"^\s*(?:\[[^\]\n]{1,20}\]|[A-Za-z]{2,12}:|[\u4e00-\u9fff]{1,4}[:：])\s*")
+_SPEAKER = re.compile(r"^\s*(?:\[[^\]\n]{1,20}\]|[A-Za-z][A-Za-z_ ]{1,20}:|[\u4e00-\u9fff]{1,4}[:：])\s*")
 
 
 def _clause(text: str, start: int, end: int, boundaries: str) -> tuple[int, int]:
@@ -109,7 +109,8 @@ def polarity(text: str, start: int, end: int) -> str:
         post = rules.post.get(state)
         if post is not None and post.search(text[end:right]):
             return state
-    if right < len(text) and text[right] in "?？":
+    presupposed = re.search(r"\b(?:your|my|his|her|the)\s+$", text[max(left, start - 8):start], re.I)
+    if right < len(text) and text[right] in "?？" and not presupposed:  # "to treat your eczema, are you...?" 
         answer = _SPEAKER.sub("", text[right + 1:right + 120].lstrip(), count=1).lower()
         if rules.answer_no and rules.answer_no.match(answer):
             return NEGATED
