@@ -783,6 +783,10 @@ def pron(sex: str) -> tuple[str, str]:
     return ("He", "his") if sex == "male" else ("She", "her")
 
 
+_REASON = re.compile(r",?\s*(?:and\s+|who\s+|which\s+)?(?:is\s+|was\s+)?(?:presents?|presenting|here|seen|evaluated|referred|"
+                     r"comes?|coming|complains?|complaining|c/o)\b[^.]*\.", re.I)
+
+
 def plant_completeness(ctx: Ctx, base: Baseline, kind: str, rid: str, variant: int):
     kn, rng = ctx.kn, ctx.rng
     note = base.note.copy()
@@ -805,6 +809,14 @@ def plant_completeness(ctx: Ctx, base: Baseline, kind: str, rid: str, variant: i
             del note.sections[i]
         if header_line_re(group_headers(kn, group), loose=True).search(note.render()):
             return None  # a body line would still read as that header
+        if group == "chief_complaint":
+            # a reason for the visit in the history's opening line states the chief complaint (QC accepts it,
+            # copilot/qc/rules/completeness.yaml stated_in_opening): take it out so the defect is real
+            for section in note.sections:
+                if section[0].strip().rstrip(":").upper() in ("HISTORY OF PRESENT ILLNESS", "HPI"):
+                    first, _, rest = section[1].lstrip("\n").partition("\n")
+                    first = _REASON.sub(".", first, count=1)
+                    section[1] = first + ("\n" + rest if rest else "")
         exp = [{"category": "completeness", "kind": kind, "evidence": " + ".join(headers)}]
     text = note.render()
     visit = random_visit(rng)

@@ -148,12 +148,14 @@ class KnowledgeGraph:
         Allergy lists carry the reaction too ("sulfa - rash", "penicillin (hives)"), so the
         part before a bracket, dash, colon or comma is tried as well as the whole entry."""
         candidates = [text] + [re.split(r"\s*[(\[:,;]|\s+-\s+|\s+--\s*", text, maxsplit=1)[0]]
+        candidates += [re.sub(r"^(?:对|有)|\s*(?:allerg(?:y|ies|ic)|intolerance|sensitivity|过敏史?)$", "", c, flags=re.I)
+                       for c in candidates]  # "sulfa allergy", "青霉素过敏"
         for candidate in dict.fromkeys(c for c in candidates if c.strip()):
             key = _norm(candidate)
             drug = self.resolve_drug(key)
             drugs = {drug.name} if drug else set()
             classes = {cid for cid, c in self.classes.items()
-                       if key in {_norm(cid.replace("_", " ")), _norm(c.name), *map(_norm, c.names_zh)}
+                       if key in {_norm(cid.replace("_", " ")), _norm(c.name), *map(_norm, c.names_zh), *map(_norm, c.synonyms)}
                        or key.rstrip("s") == _norm(cid.replace("_", " "))}
             if drug:
                 classes |= set(drug.allergy_groups)

@@ -97,6 +97,7 @@ class CrossReaction(Strict):
 class DrugClass(Item):
     name: str
     names_zh: list[str] = []
+    synonyms: list[str] = []  # how allergy lists name the class: "sulfa", "PCN", "NSAIDs"
     parent: str | None = None
     duplicate_therapy: bool = False
     cross_reacts_with: list[CrossReaction] = []

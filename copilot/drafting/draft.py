@@ -131,7 +131,8 @@ class Drafter:
                 metrics.tokens += result.metrics.generated_tokens
                 metrics.prompt_tokens += result.metrics.prompt_tokens
                 metrics.decode_s += max(result.metrics.total_s - result.metrics.ttft_s - result.metrics.queue_wait_s, 0.0)
-            marks = unsupported(text, source, self.graph)
+            cut = result is not None and result.finish_reason == "length"
+            marks = unsupported(text, source, self.graph, truncated=True if cut else None)
             used = [{"id": e.id, "kind": "patient", "title": e.title} for e in excerpts]
             used += [{"id": r["id"], "kind": "knowledge", "title": r["title"], "source": r["source"]} for r in references]
             for c in used:

@@ -18,7 +18,8 @@ from copilot.records.model import Record
 from knowledge.graph import KnowledgeGraph
 from knowledge.schema import Drug
 
-_DOSE = re.compile(r"(?<![\w.])(\d+(?:,\d{3})*(?:\.\d+)?|\.\d+)\s*(mg|mcg|µg|ug|g|grams?|units?|u|iu|meq|ml)\b", re.I)
+_DOSE = re.compile(r"(?<![A-Za-z0-9_.])(\d+(?:,\d{3})*(?:\.\d+)?|\.\d+)\s*(mg|mcg|µg|ug|g|grams?|units?|u|iu|meq|ml)(?![A-Za-z])",
+                   re.I)
 _FREQUENCIES = [
     (r"\bq\.?\s?4\s?h(?:ours?)?\b|every 4 hours", 6), (r"\bq\.?\s?3\s?h|every 3 hours", 8), (r"\bq\.?\s?2\s?h|every 2 hours", 12),
     (r"\bq\.?\s?6\s?h|every 6 hours|\bq\.?i\.?d\.?\b|four times (?:a |per )?day|four times daily", 4),
@@ -31,7 +32,12 @@ _FREQUENCIES = [
 _FREQUENCY = [(re.compile(p, re.I), n) for p, n in _FREQUENCIES]
 _NOT_GIVEN = re.compile(r"allerg|intoleran|\bstop(?:ped)?\b|discontinu|\bd/c\b|\bhold\b|\bheld\b|\bavoid|instead of|"
                         r"\bswitch|\bchang(?:e|ed|ing)\b|\bwean|\btaper(?:ed)? off|no longer|previously|in the past|"
-                        r"过敏|停用|停药", re.I)
+                        r"\breplac(?:e|es|ed|ing)\b|in place of|过敏|停用|停药|替换|改为|换用", re.I)
+# after the name: "有青霉素过敏史" (an allergy history), "penicillin allergy", "omeprazole was replaced"
+_NOT_GIVEN_AFTER = re.compile(r"\s*(?:类|类药物|药物)?\s*(?:过敏|allerg|intoleran|(?:was|is|were)\s+(?:stopped|replaced|"
+                              r"discontinued|held|switched))", re.I)
+# a Chinese dosage form between the name and its dose: "阿莫西林胶囊2g", "硝苯地平缓释片30mg"
+_FORM_ZH = re.compile(r"(?:缓释|控释|肠溶|分散|口腔崩解)?(?:胶囊|片|颗粒|注射液|注射剂|针|滴丸|口服液|混悬液|糖浆|栓|贴|粉针|干混悬剂)")
 _TO_MG = {"mg": 1.0, "g": 1000.0, "gram": 1000.0, "grams": 1000.0, "mcg": 0.001, "µg": 0.001, "ug": 0.001}
 
 
@@ -54,21 +60,42 @@ class Mention:
         return self.dose * (self.per_day if self.per_day is not None else 1)
 
 
-def frequency_per_day(text: str | None) -> float | None:
-    """The first frequency expression in ``text`` (as given after a dose) in doses per day."""
+_ZH_COUNT = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6}
+_COUNT_PER_DAY = re.compile(r"(\d+|one|two|three|four|five|six)\s*(?:x|times)\s*(?:a|per|/|each|every)\s*day", re.I)
+_EVERY_HOURS = re.compile(r"every\s+(\d+)\s*hours?|\bq\s?(\d+)\s?h\b", re.I)
+_ZH_PER_DAY = re.compile(r"(?:每日|每天|一日|一天|日)\s*([一二两三四五六\d])\s*次")
+_ZH_ONCE = re.compile(r"每晚|睡前|每早|晨起")
+_WORD_COUNT = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6}
+
+
+def find_frequency(text: str | None) -> tuple[int, int, float] | None:
+    """(start, end, doses per day) of the first frequency expression in ``text``: q6h, BID, twice daily,
+    3 times a day, 每日3次, 一天两次."""
     if not text:
         return None
-    hits = [(m.start(), per_day) for pattern, per_day in _FREQUENCY for m in [pattern.search(text)] if m]
-    if hits:
-        return min(hits)[1]
-    match = re.search(r"(\d+)\s*(?:x|times)\s*(?:a|per|/)\s*day", text, re.I)
-    if match:
-        return float(match.group(1))
-    match = re.search(r"every\s+(\d+)\s*hours?|q\s?(\d+)\s?h", text, re.I)
-    if match:
+    hits = [(m.start(), m.end(), per_day) for pattern, per_day in _FREQUENCY for m in [pattern.search(text)] if m]
+    for match in _COUNT_PER_DAY.finditer(text):
+        count = match.group(1).lower()
+        hits.append((match.start(), match.end(), float(_WORD_COUNT.get(count) or count)))
+    for match in _EVERY_HOURS.finditer(text):
         hours = int(match.group(1) or match.group(2))
-        return 24 / hours if hours else None
-    return None
+        if hours:
+            hits.append((match.start(), match.end(), 24 / hours))
+    for match in _ZH_PER_DAY.finditer(text):
+        count = match.group(1)
+        hits.append((match.start(), match.end(), float(_ZH_COUNT.get(count) or count)))
+    for match in _ZH_ONCE.finditer(text):
+        hits.append((match.start(), match.end(), 1.0))
+    if not hits:
+        return None
+    start = min(h[0] for h in hits)
+    return max((h for h in hits if h[0] == start), key=lambda h: h[1] - h[0])
+
+
+def frequency_per_day(text: str | None) -> float | None:
+    """The first frequency expression in ``text`` (as given after a dose) in doses per day."""
+    found = find_frequency(text)
+    return found[2] if found else None
 
 
 def convert(amount: float, unit: str, target: str) -> float | None:
@@ -110,9 +137,15 @@ def find_names(text: str, graph: KnowledgeGraph):
             yield match.start(), match.end(), graph.drug_names[match.group()]
 
 
-def _dose_after(text: str, end: int) -> tuple[float | None, str | None, float | None]:
-    line_end = min(x for x in (text.find("\n", end), text.find(". ", end), end + 80) if x != -1)
+def _dose_after(text: str, end: int, limit: int | None = None) -> tuple[float | None, str | None, float | None]:
+    """The dose written after a drug name, never past ``limit`` (the next drug name: in "Crestor, metoprolol
+    50 mg" the 50 mg is metoprolol's)."""
+    line_end = min(x for x in (text.find("\n", end), text.find(". ", end), text.find("。", end), end + 80,
+                               limit if limit is not None else -1) if x != -1)
+    form = _FORM_ZH.match(text, end)
     window = text[end:line_end]
+    if form:
+        window = " " * (form.end() - end) + text[form.end():line_end]
     dose = _DOSE.search(window[:50])
     if not dose:
         return None, None, None
@@ -132,7 +165,8 @@ def mentions(record: Record, graph: KnowledgeGraph) -> list[Mention]:
                              dose=med.dose, unit=med.unit, per_day=frequency_per_day(med.frequency)))
     for document in record.documents:
         text = document.text
-        for start, end, generic in find_names(text, graph):
+        names = sorted(find_names(text, graph))
+        for index, (start, end, generic) in enumerate(names):
             drug = graph.drugs.get(generic)
             if drug is None:
                 continue
@@ -140,10 +174,11 @@ def mentions(record: Record, graph: KnowledgeGraph) -> list[Mention]:
             sentence_start = max(line_start, max(text.rfind(c, 0, start) for c in ".;。") + 1)
             context = text[sentence_start:start]
             header = text[line_start:start].lower()
-            if (_NOT_GIVEN.search(context) or "allerg" in header or negated(text, start)
-                    or _TEST_OR_LEVEL.match(text, end)):
+            if (_NOT_GIVEN.search(context) or "allerg" in header or "过敏" in header or negated(text, start)
+                    or _TEST_OR_LEVEL.match(text, end) or _NOT_GIVEN_AFTER.match(text, end)):
                 continue
-            dose, unit, per_day = _dose_after(text, end)
+            following = next((s for s, _, _ in names[index + 1:] if s >= end), None)
+            dose, unit, per_day = _dose_after(text, end, following)
             found.append(Mention(drug, document.id, start, end, text[start:end], dose, unit, per_day))
     return found
 

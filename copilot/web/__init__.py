@@ -64,14 +64,14 @@ def create_app(config: Settings | Mapping | None = None, *, engine=None) -> Flas
     app.extensions["copilot.audit"] = open_audit_log(settings)
     app.extensions["copilot.engine"] = engine if engine is not None else _load_engine(app, settings)
 
-    from copilot.web import (admission, audit_api, auditing, auth, cds_auth, cds_hooks, draft, generate, health,
+    from copilot.web import (admission, audit_api, auditing, auth, cds_auth, cds_hooks, draft, generate, ground, health,
                              metrics, qc_api, qc_office, sidebar)
 
     cds_auth.init_app(app)
     admission.init_app(app)
     metrics.init_app(app)
     auth.init_app(app)
-    for module in (health, metrics, auth, sidebar, generate, draft, qc_api, qc_office, cds_hooks, audit_api):
+    for module in (health, metrics, auth, sidebar, generate, draft, ground, qc_api, qc_office, cds_hooks, audit_api):
         app.register_blueprint(module.bp)
     qc_api.init_app(app)
     app.after_request(auditing.ensure_audited)

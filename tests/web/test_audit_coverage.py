@@ -65,6 +65,13 @@ CASES = [
      "qc", "invalid"),
     ("qc, 3 MiB", "clinician", "POST", "/api/qc", {"data": b"a" * (3 << 20), "content_type": "text/plain"},
      413, "qc", "invalid"),
+    ("ground", "clinician", "POST", "/api/ground", {"json": {"source": TRANSCRIPT, "draft": "Knee pain."}}, 200, "ground",
+     "success"),
+    ("ground, no draft", "qc_staff", "POST", "/api/ground", {"json": {"source": TRANSCRIPT}}, 400, "ground", "invalid"),
+    ("ground, deep JSON", "clinician", "POST", "/api/ground",
+     {"data": b"[" * 10_000 + b"]" * 10_000, "content_type": "application/json"}, 400, "ground", "invalid"),
+    ("ground, 3 MiB", "clinician", "POST", "/api/ground", {"json": {"source": "x" * (3 << 20), "draft": "x"}}, 413,
+     "ground", "invalid"),
     ("cds", "clinician", "POST", "/cds-services/copilot-medication-safety", {"json": cds_request()}, 200,
      "cds:copilot-medication-safety", "success"),
     ("cds, unknown service", "clinician", "POST", "/cds-services/nope", {"json": cds_request()}, 404, "cds",
@@ -102,7 +109,7 @@ def test_each_outcome_leaves_exactly_one_entry(app, client, auth, name, role, me
     assert app.extensions["copilot.audit"].verify().ok
 
 
-@pytest.mark.parametrize("path", [GENERATE, DRAFT, "/api/qc", "/cds-services/copilot-qc-summary"])
+@pytest.mark.parametrize("path", [GENERATE, DRAFT, "/api/qc", "/api/ground", "/cds-services/copilot-qc-summary"])
 def test_unauthenticated_calls_leave_no_entry(app, client, path):
     assert client.post(path, data=DEEP, content_type="application/json").status_code == 401
     assert entries(app) == []

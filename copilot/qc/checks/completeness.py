@@ -30,13 +30,37 @@ def _sections(context: Context, document, note_type):
     return by_section
 
 
+_OPENING_SECTIONS = ("history of present illness", "hpi", "history", "现病史", "subjective")
+
+
+def _opening(context: Context, document) -> str:
+    """The first line of the note's history (or of the note): where a reason for the visit is often
+    stated instead of under a Chief Complaint header."""
+    found = split_sections(document.text, _all_headers(context.graph) | set(_OPENING_SECTIONS))
+    history = next((s for s in found if s.key in _OPENING_SECTIONS), None)
+    text = history.body(document.text) if history else document.text
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    return first[:300]
+
+
+@lru_cache(maxsize=16)
+def _compiled(patterns: tuple[str, ...]):
+    import re
+
+    return [re.compile(p, re.I) for p in patterns]
+
+
 @check("section_missing")
 def section_missing(context: Context, rule: Rule):
+    stated = rule.params.get("stated_in_opening", {})
     for document in context.record.documents:
         for note_type in note_types_for(context, document):
             located = _sections(context, document, note_type)
             for section in note_type.required_sections:
                 if not located[section.id]:
+                    cues = _compiled(tuple(stated.get(section.id, ())))
+                    if cues and any(c.search(_opening(context, document)) for c in cues):
+                        continue  # stated in the history's opening sentence
                     yield Hit({"note_type": note_type.name, "section": section.name}, items=[note_type])
 
 

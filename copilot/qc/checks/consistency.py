@@ -16,7 +16,9 @@ from copilot.text.sections import sentences, split_sections
 # A denial that governs the finding itself ("denies any chest pain", "no fever", "negative
 # for cough"), not a negation elsewhere in the sentence ("not sure if it is her back pain").
 _DENIAL = re.compile(r"\b(?:denies|denied|deny|denying|negative for|no|without|not (?:having|experiencing|had|have))"
-                     r"\s+(?:any\s+|recent\s+|further\s+|significant\s+|new\s+)?(?:[a-z]+\s+){0,2}$|(?:无|否认)$", re.I)
+                     r"\s+(?:any\s+|recent\s+|further\s+|significant\s+|new\s+)?((?:[a-z]+\s+){0,2})$|(?:无|否认)$", re.I)
+# words between a denial and the finding that do not change what is denied ("no fever or chills")
+_LIST_WORDS = {"or", "and", "nor", "any", "recent", "further", "significant", "new", "acute", "current"}
 _FEMALE = re.compile(r"\b(she|her|hers|herself)\b", re.I)
 _MALE = re.compile(r"\b(he|him|his|himself)\b", re.I)
 
@@ -69,8 +71,13 @@ def asserted_and_denied(context: Context, rule: Rule):
             for match in findings.finditer(sentence):
                 before = sentence[:match.start()]
                 key = match.group().lower().rstrip("s")
-                if _DENIAL.search(before[-60:]):
-                    denied.setdefault(key, (start + match.start(), start + match.end(), sentence.strip()))
+                denial = _DENIAL.search(before[-60:])
+                if denial:
+                    words = (denial.group(1) or "").split()
+                    if words and not set(w.lower() for w in words) & {"or", "and", "nor"}:
+                        # "no barky cough", "denies other joint pain": a qualified finding is not the finding
+                        key = " ".join(w.lower() for w in words if w.lower() not in _LIST_WORDS) + " " + key
+                    denied.setdefault(key.strip(), (start + match.start(), start + match.end(), sentence.strip()))
                 elif assert_cues.search(before[-60:]) and not re.search(r"\b(if|any|return|call|should|when|whether)\b", before, re.I):
                     asserted.setdefault(key, (start + match.start(), start + match.end(), sentence.strip()))
         for key in sorted(set(denied) & set(asserted)):

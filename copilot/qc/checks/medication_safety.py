@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from copilot.qc.registry import Context, Hit, Rule, check
 from copilot.text.medications import Mention, convert
 
@@ -29,6 +31,19 @@ def allergy_conflict(context: Context, rule: Rule):
                           "cross_reactivity": "cross-reactivity " + " / ".join(c.replace("_", " ") for c in conflict.get("classes", []))
                           + (f" - {conflict['note']}" if conflict.get("note") else "")}[conflict["type"]]
                 yield _hit({"drug": name, "allergen": allergy, "reason": reason}, mention, context, conflict["items"])
+
+
+@check("allergen_unrecognised")
+def allergen_unrecognised(context: Context, rule: Rule):
+    """An allergy that resolves to no drug or class would silently check nothing: say so."""
+    not_drugs = {n.lower() for n in rule.params.get("not_drugs", [])}
+    for allergy in context.record.patient.allergies:
+        head = re.split(r"\s*[(\[:,;]|\s+-\s+", allergy.strip(), maxsplit=1)[0].strip().lower()
+        if not head or head in not_drugs or allergy.strip().lower() in not_drugs:
+            continue
+        drugs, classes = context.graph.resolve_allergen(allergy)
+        if not drugs and not classes:
+            yield Hit({"allergen": allergy})
 
 
 @check("duplicate_drug")
