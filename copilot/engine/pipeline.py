@@ -20,7 +20,7 @@ import openvino_genai
 from copilot.engine.errors import EngineBusy, EngineError, InvalidRequest
 from copilot.engine.generation import (DEFAULT_MAX_NEW_TOKENS, MAX_NEW_TOKENS_LIMIT, GenerationMetrics,
                                        GenerationRequest, GenerationResult, StreamingEngine)
-from copilot.engine.stops import StopStringFilter
+from copilot.engine.stops import StopStringFilter, valid_text
 
 
 __all__ = ["DEFAULT_MAX_NEW_TOKENS", "MAX_NEW_TOKENS_LIMIT", "Engine", "EngineBusy", "EngineError", "GenerationMetrics",
@@ -159,7 +159,7 @@ class Engine(StreamingEngine):
         pieces: list[str] = []
 
         def on_text(text: str):
-            for out in stops.feed(text):
+            for out in stops.feed(valid_text(text)):
                 pieces.append(out)
                 job.channel.put(("text", out))
             if job.cancel.is_set() or stops.stopped:

@@ -6,6 +6,16 @@ decides to stop: pieces arrive token by token and a stop string can span several
 
 from __future__ import annotations
 
+REPLACEMENT = "\ufffd"
+
+
+def valid_text(text: str) -> str:
+    """``text`` without U+FFFD. The detokenizer writes one for bytes that do not form a character:
+    a multi-byte character cut by the token limit (a section ending in "肾结�"), or an invalid
+    sequence a small model emits. Neither is text the model meant, so no streamed piece and no
+    result carries one; the streamed pieces still join to exactly the result's text."""
+    return text.replace(REPLACEMENT, "")
+
 
 class StopStringFilter:
     def __init__(self, stops: list[str]):

@@ -3,7 +3,7 @@ import threading
 import pytest
 
 from copilot.engine.pipeline import Engine, EngineBusy, EngineError, GenerationRequest, GenerationResult, InvalidRequest
-from copilot.engine.stops import StopStringFilter
+from copilot.engine.stops import StopStringFilter, valid_text
 
 CLINICAL_PROMPTS = [
     "The patient is a 54-year-old man with a history of hypertension who presents with",
@@ -208,3 +208,20 @@ def test_stop_string_filter_holds_back_partial_matches(stream, stops, expected):
         assert not any(s in "".join(out) for s in stops)
     out += stop_filter.flush()
     assert "".join(out) == expected
+
+
+def test_invalid_utf8_never_reaches_the_text():
+    assert valid_text("肾结\ufffd") == "肾结"
+    assert valid_text("a\ufffd\ufffdb") == "ab"
+    assert valid_text("胸痛3天") == "胸痛3天"
+
+
+def test_chinese_cut_mid_character_streams_no_replacement_character(embedded_engine):
+    """SmolLM2's byte-level BPE spends 2-3 tokens on a Chinese character: a token limit falling
+    inside one left a U+FFFD at the end of the section ("肾结�", issue 16)."""
+    for limit in range(1, 15):
+        request = GenerationRequest(prompt="写出诊断和治疗意见：肾结石。", max_new_tokens=limit)
+        pieces, result = collect(embedded_engine, request)
+        assert "".join(pieces) == result.text
+        assert "\ufffd" not in result.text, (limit, result.text)
+    assert any("\u4e00" <= ch <= "\u9fff" for ch in result.text)
