@@ -172,18 +172,27 @@ def test_samples_list_and_detail(client, auth):
     response = client.get("/api/samples", headers=auth("qc_staff"))
     assert response.status_code == 200
     listed = response.get_json()["samples"]
-    assert 3 <= len(listed) <= 4
+    assert 5 <= len(listed) <= 8
     for entry in listed:
         assert set(entry) == {"id", "title", "note_type", "has_record"}
         sample = client.get(f"/api/samples/{entry['id']}", headers=auth("clinician")).get_json()
         assert sample["id"] == entry["id"] and sample["title"] == entry["title"]
         assert sample["transcript"].startswith("[doctor]") and "\n[patient]" in sample["transcript"]
-        assert sample["note_type"] == "soap"
+        assert sample["note_type"] == ("outpatient_zh" if sample["id"].startswith("zh-") else "soap")
         if entry["has_record"]:
             record = record_from_json(sample["record"])  # a valid project record
             assert record.medications or record.patient.allergies
     missing = client.get("/api/samples/no-such-sample", headers=auth("clinician"))
     assert missing.status_code == 404 and "no-such-sample" in missing.get_json()["error"]
+
+
+def test_two_chinese_samples_carry_records_with_chinese_medications_and_allergies(client, auth):
+    chinese = [s for s in sidebar.load_samples().values() if s["note_type"] == "outpatient_zh"]
+    assert len(chinese) >= 2
+    for sample in chinese:
+        record = record_from_json(sample["record"])
+        assert record.patient.allergies and record.medications
+        assert "[patient]" in sample["transcript"] and "医生" in sample["transcript"]
 
 
 def test_samples_are_attributed():
