@@ -88,3 +88,12 @@ def test_units_abbreviated_u_in_chinese(run_qc):
     found = hits(run_qc(make_record(text)), "documentation.do_not_use")
     assert [f["evidence"]["text"] for f in found] == ["10U"]
     assert hits(run_qc(make_record("诊疗计划：胰岛素10单位皮下注射。")), "documentation.do_not_use") == []
+
+
+def test_an_allergy_written_only_in_the_notes_allergy_line_is_checked(run_qc):
+    note = ("门诊病历\n主诉：咳嗽咳痰伴发热5天。\n过敏史：磺胺类药物过敏。\n"
+            "治疗意见：复方新诺明2片 每日2次，口服7天。")
+    conflicts = hits(run_qc(make_record(note)), "medication_safety.allergy")
+    assert len(conflicts) == 1 and conflicts[0]["evidence"]["text"] == "复方新诺明"
+    denied = note.replace("磺胺类药物过敏", "否认药物过敏史")
+    assert hits(run_qc(make_record(denied)), "medication_safety.allergy") == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from copilot.qc.registry import Context, Hit, Rule, check
+from copilot.text.allergies import note_allergies
 from copilot.text.medications import Mention, convert
 
 
@@ -20,9 +21,21 @@ def _first_by_drug(mentions: list[Mention]) -> dict[str, Mention]:
     return first
 
 
+def _allergies(context: Context) -> list[str]:
+    """The structured list, then allergens written on the notes' allergy lines (过敏史：…)."""
+    allergies = list(context.record.patient.allergies)
+    known = {a.strip().lower() for a in allergies}
+    for document in context.record.documents:
+        for allergen in note_allergies(document.text or ""):
+            if allergen.lower() not in known:
+                known.add(allergen.lower())
+                allergies.append(allergen)
+    return allergies
+
+
 @check("allergy_conflict")
 def allergy_conflict(context: Context, rule: Rule):
-    allergies = context.record.patient.allergies
+    allergies = _allergies(context)
     for name, mention in _first_by_drug(context.mentions).items():
         for allergy in allergies:
             for conflict in context.graph.allergy_conflicts(mention.drug, allergy)[:1]:
