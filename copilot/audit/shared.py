@@ -194,13 +194,6 @@ class SharedAuditLog(AuditLog):
                 conn.raw.rollback()
             conn.close()
 
-    def close(self) -> None:
-        self.flush_anchors()
-        with self._lock:
-            if self._conn is not None and self._conn_pid == os.getpid():
-                self._conn.close()
-            self._conn = None
-
     # -- the head row --------------------------------------------------------------------
 
     def _read_head(self) -> tuple[int, str, str | None]:
